@@ -1,0 +1,125 @@
+"""The ``flux-oci-trigger`` command line.
+
+Each command builds what it needs and hands over; no logic lives here. Heavy imports
+(the Kubernetes client, prometheus_client) happen inside the commands that need them,
+so ``select`` and ``tags`` start fast.
+
+Exit codes (a contract scripts rely on):
+    0  a tag was selected (or, without a rule, the listing succeeded)
+    1  nothing matches the rule
+    2  invalid input: range, regex, URL, docker config (click's usage errors are 2 too)
+    3  the registry failed: auth, not found, rate limited, unavailable, protocol
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from exporter import __version__
+
+EXIT_NO_MATCH = 1
+EXIT_INVALID = 2
+EXIT_REGISTRY = 3
+
+
+def _fail(code: int, message: str) -> None:
+    click.echo(f"flux-oci-trigger: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flux-oci-trigger")
+def main() -> None:
+    """Request Flux reconciliation when a new OCI artifact lands, and export the lag."""
+
+
+@main.command("select")
+@click.option("--semver", "semver_range", required=True, help="Semver range, as in spec.ref.semver.")
+@click.option("--semver-filter", default=None, help="RE2 regex, as in spec.ref.semverFilter.")
+@click.option("--flavor", type=click.Choice(["oci", "helm"]), default="oci", show_default=True,
+              help="oci: OCIRepository rules; helm: HelmChart from an OCI HelmRepository.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("tags", nargs=-1, required=True)
+def select_command(
+    semver_range: str, semver_filter: str | None, flavor: str, output: str, tags: tuple[str, ...]
+) -> None:
+    """Print the tag Flux would pick from TAGS (its original text)."""
+    from exporter.model import Flavor, TagRule
+    from exporter.policy import InvalidRule, compile_rule
+
+    try:
+        rule = compile_rule(TagRule(semver_range, semver_filter, Flavor(flavor)))
+    except InvalidRule as exc:
+        _fail(EXIT_INVALID, str(exc))
+        return
+    candidates = rule.candidates(tags)
+    selected = candidates[0].tag if candidates else None
+    if output == "json":
+        click.echo(json.dumps({"selected": selected, "matching": [c.tag for c in candidates]}))
+    elif selected is not None:
+        click.echo(selected)
+    if selected is None:
+        if output == "text":
+            click.echo("flux-oci-trigger: no tag matches the rule", err=True)
+        sys.exit(EXIT_NO_MATCH)
+
+
+@main.command("tags")
+@click.argument("url")
+@click.option("--semver", "semver_range", default=None, help="Semver range, as in spec.ref.semver.")
+@click.option("--semver-filter", default=None, help="RE2 regex, as in spec.ref.semverFilter.")
+@click.option("--tag", default=None, help="A (mutable) tag whose current digest to show.")
+@click.option("--flavor", type=click.Choice(["oci", "helm"]), default="oci", show_default=True)
+@click.option("--docker-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Docker config JSON with credentials for the registry.")
+@click.option("--insecure", is_flag=True, help="Plain HTTP, as spec.insecure.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Extra CA bundle (PEM) for the registry's certificate.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def tags_command(
+    url: str,
+    semver_range: str | None,
+    semver_filter: str | None,
+    tag: str | None,
+    flavor: str,
+    docker_config: Path | None,
+    insecure: bool,
+    ca_file: Path | None,
+    output: str,
+) -> None:
+    """List every tag of oci://HOST[:PORT]/PATH and, given a rule, the selected tag and digest."""
+    from exporter.probe import ProbeError, probe_repository
+
+    try:
+        report = probe_repository(
+            url,
+            semver_range=semver_range,
+            semver_filter=semver_filter,
+            tag=tag,
+            flavor=flavor,
+            docker_config=docker_config.read_bytes() if docker_config else None,
+            insecure=insecure,
+            ca_pem=ca_file.read_bytes() if ca_file else None,
+        )
+    except ProbeError as exc:
+        _fail(exc.exit_code, str(exc))
+        return
+    if output == "json":
+        selected = (
+            {"tag": report.selected, "digest": report.digest} if report.selected else None
+        )
+        click.echo(json.dumps({"repository": report.repository, "tags": list(report.tags),
+                               "selected": selected}))
+    else:
+        for t in report.tags:
+            click.echo(t)
+        if report.selected:
+            click.echo(f"selected: {report.selected} {report.digest}")
+    if report.has_rule and report.selected is None:
+        if output == "text":
+            click.echo("flux-oci-trigger: no tag matches the rule", err=True)
+        sys.exit(EXIT_NO_MATCH)

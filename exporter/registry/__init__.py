@@ -1,0 +1,1 @@
+"""OCI distribution client: challenge/token auth, paginated tag listing, manifest digests."""

@@ -1,0 +1,210 @@
+"""A TTL cache over the registry client, shared by every object on the same repository.
+
+Why: a cluster may hold a thousand Flux objects on a couple of hundred repositories. The
+registry must see one tag listing per repository *and access* per TTL, not one per object.
+The key holds the credential and TLS fingerprints, so one tenant's pull secret never
+answers for another tenant's object on the same repository.
+
+Behaviour:
+- a fresh entry is a hit; concurrent misses for one key wait for a single request;
+- on failure the last good answer is served, marked ``stale`` with the failure's reason,
+  and the failure is remembered for one TTL (or the registry's Retry-After, if longer),
+  so a broken registry is not hammered by every object and every pass;
+- with no good answer to fall back on, the failure is raised again (same class) until the
+  TTL ends;
+- the number of entries is bounded (least recently used go first);
+- the clock is injected.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from cachetools import LRUCache
+
+from exporter.model import (
+    ANONYMOUS,
+    CacheKey,
+    Credentials,
+    RepositoryRef,
+    TagListing,
+    TLSOptions,
+)
+from exporter.registry.errors import RegistryError, RegistryRateLimited
+
+T = TypeVar("T")
+
+
+class TagLister(Protocol):
+    """The part of the registry client the cache needs."""
+
+    def list_tags(
+        self, repo: RepositoryRef, credentials: Credentials = ..., tls: TLSOptions = ...
+    ) -> list[str]: ...
+
+    def resolve_digest(
+        self,
+        repo: RepositoryRef,
+        reference: str,
+        credentials: Credentials = ...,
+        tls: TLSOptions = ...,
+    ) -> str: ...
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T | None  # last good value, if any
+    fetched_at: float  # when ``value`` was fetched
+    expires_at: float  # until when neither a value nor a failure is refetched
+    error: RegistryError | None = None  # the latest failure, while it is remembered
+
+
+@dataclass
+class _Flight:
+    done: threading.Event
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    requests: int
+    hits: int
+    fetches: int
+
+
+class _TTLMap(Generic[T]):
+    """Bounded TTL map with coalesced misses and stale-on-error."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float], max_entries: int) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: LRUCache[Hashable, _Entry[T]] = LRUCache(maxsize=max_entries)
+        self._flights: dict[Hashable, _Flight] = {}
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.hits = 0
+        self.fetches = 0
+
+    def get(self, key: Hashable, fetch: Callable[[], T]) -> tuple[T, float, RegistryError | None]:
+        """Return (value, fetched_at, error); ``error`` set means the value is stale."""
+        with self._lock:
+            self.requests += 1
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                now = self._clock()
+                if entry is not None and now < entry.expires_at:
+                    self.hits += 1
+                    return self._answer(entry)
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = _Flight(threading.Event())
+                    self._flights[key] = flight
+                    leader = True
+                else:
+                    leader = False
+            if not leader:
+                flight.done.wait()
+                with self._lock:
+                    entry = self._entries.get(key)
+                    if entry is not None:
+                        self.hits += 1
+                        return self._answer(entry)
+                continue  # evicted meanwhile: try again
+            try:
+                return self._fetch(key, fetch, entry)
+            finally:
+                with self._lock:
+                    del self._flights[key]
+                flight.done.set()
+
+    def _fetch(
+        self, key: Hashable, fetch: Callable[[], T], previous: _Entry[T] | None
+    ) -> tuple[T, float, RegistryError | None]:
+        with self._lock:
+            self.fetches += 1
+        try:
+            value = fetch()
+        except RegistryError as exc:
+            now = self._clock()
+            hold = self._ttl
+            if isinstance(exc, RegistryRateLimited) and exc.retry_after:
+                hold = max(hold, exc.retry_after)
+            entry = _Entry(
+                value=previous.value if previous else None,
+                fetched_at=previous.fetched_at if previous else now,
+                expires_at=now + hold,
+                error=exc,
+            )
+            with self._lock:
+                self._entries[key] = entry
+            return self._answer(entry)
+        now = self._clock()
+        entry = _Entry(value=value, fetched_at=now, expires_at=now + self._ttl)
+        with self._lock:
+            self._entries[key] = entry
+        return value, now, None
+
+    @staticmethod
+    def _answer(entry: _Entry[T]) -> tuple[T, float, RegistryError | None]:
+        if entry.value is None:
+            assert entry.error is not None
+            raise entry.error
+        return entry.value, entry.fetched_at, entry.error
+
+
+class TagCache:
+    """Tag listings and tag digests, cached per (repository, credentials, TLS) for ``ttl``."""
+
+    def __init__(
+        self,
+        lister: TagLister,
+        *,
+        ttl: float,
+        clock: Callable[[], float],
+        max_entries: int = 10_000,
+    ) -> None:
+        self._lister = lister
+        self._tags: _TTLMap[tuple[str, ...]] = _TTLMap(ttl, clock, max_entries)
+        self._digests: _TTLMap[str] = _TTLMap(ttl, clock, max_entries)
+
+    def tags(
+        self,
+        repo: RepositoryRef,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions | None = None,
+    ) -> TagListing:
+        """The repository's tags; raises the registry's error only when nothing good is known."""
+        tls = tls or TLSOptions()
+        key = CacheKey(repo, credentials.fingerprint(), tls.fingerprint())
+        tags, fetched_at, error = self._tags.get(
+            key, lambda: tuple(self._lister.list_tags(repo, credentials, tls))
+        )
+        return TagListing(
+            repository=repo,
+            tags=tags,
+            fetched_at=fetched_at,
+            stale=error is not None,
+            error=error.reason if error is not None else None,
+        )
+
+    def digest(
+        self,
+        repo: RepositoryRef,
+        tag: str,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions | None = None,
+    ) -> tuple[str, bool]:
+        """The manifest digest the tag points at now, and whether that answer is stale."""
+        tls = tls or TLSOptions()
+        key = (CacheKey(repo, credentials.fingerprint(), tls.fingerprint()), tag)
+        digest, _, error = self._digests.get(
+            key, lambda: self._lister.resolve_digest(repo, tag, credentials, tls)
+        )
+        return digest, error is not None
+
+    def stats(self) -> CacheStats:
+        """Counts over tag listings (the expensive call): asked, answered from cache, fetched."""
+        return CacheStats(self._tags.requests, self._tags.hits, self._tags.fetches)
