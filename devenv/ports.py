@@ -23,7 +23,7 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s") from None
+                raise TimeoutError(f"no listener on {host}:{port} after {timeout:.0f}s") from None
             time.sleep(0.05)
 
 
@@ -33,7 +33,7 @@ def wait_for_http(url: str, timeout: float = 30.0, ok_codes: tuple[int, ...] = (
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
                 if resp.status in ok_codes:
                     return
                 last = f"HTTP {resp.status}"

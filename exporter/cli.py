@@ -38,10 +38,17 @@ def main() -> None:
 
 
 @main.command("select")
-@click.option("--semver", "semver_range", required=True, help="Semver range, as in spec.ref.semver.")
+@click.option(
+    "--semver", "semver_range", required=True, help="Semver range, as in spec.ref.semver."
+)
 @click.option("--semver-filter", default=None, help="RE2 regex, as in spec.ref.semverFilter.")
-@click.option("--flavor", type=click.Choice(["oci", "helm"]), default="oci", show_default=True,
-              help="oci: OCIRepository rules; helm: HelmChart from an OCI HelmRepository.")
+@click.option(
+    "--flavor",
+    type=click.Choice(["oci", "helm"]),
+    default="oci",
+    show_default=True,
+    help="oci: OCIRepository rules; helm: HelmChart from an OCI HelmRepository.",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.argument("tags", nargs=-1, required=True)
 def select_command(
@@ -74,11 +81,19 @@ def select_command(
 @click.option("--semver-filter", default=None, help="RE2 regex, as in spec.ref.semverFilter.")
 @click.option("--tag", default=None, help="A (mutable) tag whose current digest to show.")
 @click.option("--flavor", type=click.Choice(["oci", "helm"]), default="oci", show_default=True)
-@click.option("--docker-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Docker config JSON with credentials for the registry.")
+@click.option(
+    "--docker-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Docker config JSON with credentials for the registry.",
+)
 @click.option("--insecure", is_flag=True, help="Plain HTTP, as spec.insecure.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Extra CA bundle (PEM) for the registry's certificate.")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Extra CA bundle (PEM) for the registry's certificate.",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def tags_command(
     url: str,
@@ -109,11 +124,12 @@ def tags_command(
         _fail(exc.exit_code, str(exc))
         return
     if output == "json":
-        selected = (
-            {"tag": report.selected, "digest": report.digest} if report.selected else None
+        selected = {"tag": report.selected, "digest": report.digest} if report.selected else None
+        click.echo(
+            json.dumps(
+                {"repository": report.repository, "tags": list(report.tags), "selected": selected}
+            )
         )
-        click.echo(json.dumps({"repository": report.repository, "tags": list(report.tags),
-                               "selected": selected}))
     else:
         for t in report.tags:
             click.echo(t)

@@ -30,11 +30,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import re2
 
 from exporter.model import Flavor, TagRule
+from exporter.regex import RegexError, Search
 from exporter.semver import (
     Constraints,
     InvalidConstraint,
@@ -86,17 +84,11 @@ def is_pinned_chart_version(version: str) -> bool:
     return parse_flux_tag(version, Flavor.OCI) is not None
 
 
-def _compile_filter(pattern: str) -> Any:
-    """An unanchored RE2 search, as Go's ``regexp.MatchString``; a one-pattern Set is
-    the cheapest way to ask RE2 "does it match anywhere" from Python."""
+def _compile_filter(pattern: str) -> Search:
     try:
-        re2.compile(pattern)  # reports syntax errors with RE2's own message
-    except re2.error as exc:
-        raise InvalidRule(f"invalid semverFilter regular expression: {exc}") from exc
-    matcher = re2.Set.SearchSet()
-    matcher.Add(pattern)
-    matcher.Compile()
-    return matcher
+        return Search(pattern)
+    except RegexError as exc:
+        raise InvalidRule(f"invalid semverFilter: {exc}") from None
 
 
 class CompiledRule:
@@ -107,7 +99,7 @@ class CompiledRule:
     def __init__(self, rule: TagRule) -> None:
         self.rule = rule
         self.flavor = rule.flavor
-        self._filter: Any = None  # an RE2 set holding the one filter pattern
+        self._filter: Search | None = None
         self._exact: str | None = None
         text = rule.semver
         if rule.flavor is Flavor.HELM:
@@ -127,11 +119,11 @@ class CompiledRule:
     def candidates(self, tags: Iterable[str]) -> list[Candidate]:
         """Tags that pass the rule, the one Flux picks first, then descending."""
         found: list[Candidate] = []
-        search = self._filter.Match if self._filter is not None else None
+        search = self._filter.matches if self._filter is not None else None
         check = self._constraints.check
         flavor = self.flavor
         for tag in dict.fromkeys(tags):
-            if search is not None and search(tag) is None:
+            if search is not None and not search(tag):
                 continue
             version = parse_flux_tag(tag, flavor)
             if version is not None and check(version):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.dockerconfig import DockerConfigError, parse_docker_config
+from exporter.dockerconfig import DockerConfigError
+from exporter.dockerconfig import parse as parse_docker_config
 from exporter.model import ANONYMOUS, Flavor, RepositoryRef, TagRule, TLSOptions
 from exporter.policy import InvalidRule, compile_rule
 from exporter.registry.client import RegistryClient
@@ -46,8 +47,9 @@ def probe_repository(
     client: RegistryClient | None = None,
 ) -> ProbeReport:
     if semver_range is not None and tag is not None:
-        raise ProbeError("--semver and --tag are exclusive (Flux uses semver when both are set)",
-                         EXIT_INVALID)
+        raise ProbeError(
+            "--semver and --tag are exclusive (Flux uses semver when both are set)", EXIT_INVALID
+        )
     try:
         repo = RepositoryRef.parse(url)
     except ValueError as exc:

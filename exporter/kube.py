@@ -1,0 +1,243 @@
+"""Kubernetes reads: discover Flux's served versions, then list and watch its objects.
+
+One informer thread per (resource, namespace scope) LISTs once, then WATCHes from the list's
+resourceVersion. A watch that ends (server timeout) resumes from the last resourceVersion
+seen (bookmarks keep it fresh); only a 410 Gone forces a new LIST. API errors back off
+exponentially (1 s doubling to 60 s). There are no periodic LISTs.
+
+Objects are handed on as plain dicts (the API's JSON): field paths are read only by
+``exporter.sources``. kubernetes client exceptions do not leave this module: callers see
+``KubeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
+
+log = logging.getLogger(__name__)
+
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
+WATCH_TIMEOUT_SECONDS = 290  # server-side; a new watch resumes from the last resourceVersion
+
+Obj = dict[str, Any]
+_lines: Callable[[Any], Iterator[str]] = _iter_resp_lines  # the client's own line splitter
+
+
+class KubeError(Exception):
+    """The API server failed or refused; the message names the call, never a credential."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+# kind -> (plural, versions in order of preference)
+WANTED: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "OCIRepository": ("ocirepositories", ("v1", "v1beta2")),
+    "HelmRepository": ("helmrepositories", ("v1", "v1beta2")),
+    "HelmChart": ("helmcharts", ("v1", "v1beta2")),
+}
+
+
+def discover(api: k8s.ApiClient) -> dict[str, Resource]:
+    """The served version of each Flux kind we read; kinds not served are left out."""
+    custom = k8s.CustomObjectsApi(api)
+    served: dict[str, set[str]] = {}
+    try:
+        groups = k8s.ApisApi(api).get_api_versions()
+        versions = [v.version for g in groups.groups if g.name == SOURCE_GROUP for v in g.versions]
+        for version in versions:
+            listing = custom.get_api_resources(SOURCE_GROUP, version)
+            for res in listing.resources:
+                served.setdefault(res.name, set()).add(version)
+    except ApiException as exc:
+        raise KubeError(f"discovery of {SOURCE_GROUP} failed: HTTP {exc.status}") from None
+    except Exception as exc:  # connection refused, TLS, timeouts
+        raise KubeError(f"discovery of {SOURCE_GROUP} failed: {type(exc).__name__}") from None
+    found: dict[str, Resource] = {}
+    for kind, (plural, preferred) in WANTED.items():
+        for version in preferred:
+            if version in served.get(plural, set()):
+                found[kind] = Resource(kind, SOURCE_GROUP, version, plural)
+                break
+    return found
+
+
+Handler = Callable[[str, Resource, Obj], None]  # (event type, resource, object)
+
+
+class Informer:
+    """Keeps an up-to-date copy of one resource's objects in one scope (a namespace or all)."""
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        resource: Resource,
+        namespace: str | None,
+        on_event: Handler,
+        *,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self._custom = k8s.CustomObjectsApi(api)
+        self.resource = resource
+        self.namespace = namespace
+        self._on_event = on_event
+        self._backoff_max = backoff_max
+        self._objects: dict[tuple[str, str], Obj] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._response: Any = None
+        self.synced = threading.Event()
+        self.lists = 0  # LIST calls made (the initial one, and one per 410)
+        self.errors = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"informer-{resource.plural}-{namespace or 'all'}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        resp = self._response
+        if resp is not None:
+            try:
+                resp.close()
+            except Exception:  # best effort on shutdown
+                log.debug("closing watch stream failed", exc_info=True)
+        self._thread.join(timeout=5)
+
+    def objects(self) -> list[Obj]:
+        with self._lock:
+            return list(self._objects.values())
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = 1.0
+        resource_version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._list()
+                resource_version = self._watch(resource_version)
+                delay = 1.0
+            except _Gone:
+                log.info("watch of %s expired (410); listing again", self._what())
+                resource_version = None
+            except Exception as exc:  # API errors, connection and protocol failures
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                log.warning("%s failed: %s; retrying in %.0fs", self._what(), _describe(exc), delay)
+                self._stop.wait(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._backoff_max)
+
+    def _what(self) -> str:
+        return f"{self.resource.plural} in {self.namespace or 'all namespaces'}"
+
+    def _call(self, **kwargs: Any) -> Any:
+        r = self.resource
+        if self.namespace:
+            return self._custom.list_namespaced_custom_object(
+                r.group, r.version, self.namespace, r.plural, **kwargs
+            )
+        return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
+
+    def _list(self) -> str:
+        self.lists += 1
+        result = self._call()
+        items = result.get("items") or []
+        fresh = {_key(o): o for o in items}
+        with self._lock:
+            gone = [o for k, o in self._objects.items() if k not in fresh]
+            self._objects = fresh
+        for obj in gone:
+            self._on_event("DELETED", self.resource, obj)
+        for obj in items:
+            self._on_event("ADDED", self.resource, obj)
+        self.synced.set()
+        rv: str = result.get("metadata", {}).get("resourceVersion", "")
+        return rv
+
+    def _watch(self, resource_version: str) -> str:
+        resp = self._call(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            _preload_content=False,
+            _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
+        )
+        self._response = resp
+        try:
+            for event in _events(resp):
+                if self._stop.is_set():
+                    break
+                resource_version = self._apply(event, resource_version)
+        finally:
+            self._response = None
+            resp.release_conn()
+        return resource_version
+
+    def _apply(self, event: Mapping[str, Any], resource_version: str) -> str:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone()
+            raise KubeError(f"watch error: {obj.get('reason')} {obj.get('message', '')[:200]}")
+        rv = str(obj.get("metadata", {}).get("resourceVersion") or resource_version)
+        if kind == "BOOKMARK":
+            return rv
+        key = _key(obj)
+        with self._lock:
+            if kind == "DELETED":
+                self._objects.pop(key, None)
+            else:
+                self._objects[key] = obj
+        self._on_event(str(kind), self.resource, obj)
+        return rv
+
+
+class _Gone(Exception):
+    pass
+
+
+def _events(resp: Any) -> Iterator[Mapping[str, Any]]:
+    for line in _lines(resp):
+        if not line:
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            raise KubeError("watch stream sent invalid JSON") from None
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    return type(exc).__name__ + (f": {exc}" if isinstance(exc, KubeError) else "")

@@ -1,0 +1,110 @@
+"""How hard to push on a registry that is failing: retry delays and the auth-failure breaker.
+
+Retries use exponential backoff with full jitter (a fleet of exporters restarted together
+must not retry in lock-step); a ``Retry-After`` header wins but is capped, so one hostile
+answer cannot park a worker for hours. The breaker exists because registries punish
+failed logins: GitLab.com bans an IP for 15 minutes after 300 failed authentications in
+a minute, so after a few auth failures for one registry and one set of credentials we
+stop asking at all for a cool-down period. Clocks and randomness are injected.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries`` extra attempts after the first; delays in seconds."""
+
+    retries: int = 3
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+    rng: Callable[[], float] = field(default=random.random, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)] for attempt 0, 1, ..."""
+        return self.rng() * min(self.max_delay, self.base_delay * 2.0**attempt)
+
+    def after_429(self, retry_after: float | None, attempt: int) -> float:
+        if retry_after is None:
+            return self.backoff(attempt)
+        return min(retry_after, self.max_retry_after)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date); None if unusable.
+
+    ``now`` is Unix seconds (wall clock), needed only for the HTTP-date form.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class AuthBreaker:
+    """Auth failures per (registry, credentials); opens after ``threshold`` within ``window``.
+
+    While open, ``retry_in(key)`` returns the remaining cool-down and callers must not
+    send anything. A success closes it and forgets the failures.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 5,
+        window: float = 60.0,
+        cooldown: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._open_until: dict[tuple[str, str], float] = {}
+
+    def retry_in(self, key: tuple[str, str]) -> float:
+        """Seconds until requests may be sent again for ``key``; 0.0 when closed."""
+        with self._lock:
+            until = self._open_until.get(key)
+            if until is None:
+                return 0.0
+            left = until - self._clock()
+            if left > 0:
+                return left
+            del self._open_until[key]
+            self._failures.pop(key, None)
+            return 0.0
+
+    def failure(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            now = self._clock()
+            failures = self._failures.setdefault(key, deque())
+            failures.append(now)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if len(failures) >= self.threshold:
+                self._open_until[key] = now + self.cooldown
+
+    def success(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+            self._open_until.pop(key, None)
