@@ -1,0 +1,157 @@
+"""The one side effect: ask Flux to reconcile, and say so with an Event.
+
+A reconcile request is a JSON merge patch of two annotations, exactly what
+``flux reconcile`` writes plus our bookkeeping:
+
+    reconcile.fluxcd.io/requestedAt: <RFC3339Nano, UTC>      any new value triggers Flux
+    <prefix>requested-revision: <tag@sha256:... or chart version>
+
+The second annotation is what makes "never twice for the same artifact" hold across
+restarts and replicas. Patches go out under the field manager ``flux-oci-trigger`` (not
+``kubectl*`` or ``before-first-apply``, which kustomize-controller takes over), at most
+``rate`` per second overall. A 404 means the object is gone: not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from exporter.kube import Resource
+
+log = logging.getLogger(__name__)
+
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+FIELD_MANAGER = "flux-oci-trigger"
+COMPONENT = "flux-oci-trigger"
+
+
+class PatchError(Exception):
+    """The API server refused or failed the patch; the message is safe to log."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    resource: Resource
+    namespace: str
+    name: str
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` acquisitions per second, bursts of ``burst``."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a token; return how long we waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
+            self._tokens -= 1
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class Trigger:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        *,
+        annotation_prefix: str,
+        rate: float,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._custom = k8s.CustomObjectsApi(api)
+        self._core = k8s.CoreV1Api(api)
+        self._revision_key = f"{annotation_prefix}requested-revision"
+        self._limiter = RateLimiter(rate, burst=max(1, int(rate)))
+        self._wall_clock = wall_clock
+
+    def request(self, ref: ObjectRef, token: str, revision: str) -> bool:
+        """Patch the two annotations; False when the object no longer exists."""
+        body = {"metadata": {"annotations": {REQUESTED_AT: token, self._revision_key: revision}}}
+        self._limiter.acquire()
+        r = ref.resource
+        try:
+            self._custom.patch_namespaced_custom_object(
+                r.group,
+                r.version,
+                ref.namespace,
+                r.plural,
+                ref.name,
+                body,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise PatchError(
+                f"patch of {r.kind} {ref.namespace}/{ref.name} failed: HTTP {exc.status}"
+            ) from None
+        except Exception as exc:  # connection and protocol failures
+            raise PatchError(
+                f"patch of {r.kind} {ref.namespace}/{ref.name} failed: {type(exc).__name__}"
+            ) from None
+        return True
+
+    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record an Event on the object; failures are logged, never raised."""
+        now = self._wall_clock()
+        stamp = datetime.fromtimestamp(now, tz=UTC)
+        body = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(
+                name=f"{ref.name}.{int(now * 1e9):x}", namespace=ref.namespace
+            ),
+            involved_object=k8s.V1ObjectReference(
+                api_version=ref.resource.api_version,
+                kind=ref.resource.kind,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+                resource_version=ref.resource_version,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=k8s.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=COMPONENT,
+            first_timestamp=stamp,
+            last_timestamp=stamp,
+            count=1,
+            action="Reconcile" if reason == "NewArtifact" else "Check",
+        )
+        try:
+            self._core.create_namespaced_event(ref.namespace, body)
+        except Exception as exc:  # an Event is best effort; the log line still tells
+            status = getattr(exc, "status", None) or type(exc).__name__
+            log.warning(
+                "event %s on %s %s/%s not recorded: %s",
+                reason, ref.resource.kind, ref.namespace, ref.name, status,
+            )  # fmt: skip
