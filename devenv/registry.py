@@ -24,9 +24,9 @@ import yaml
 
 from devenv.ports import free_port, wait_for_http
 from devenv.tokenserver import TokenServer
+from devenv.tools import tool_dir
 
 DEBIAN_BINARY = Path("/usr/bin/docker-registry")
-V3_DEFAULT = Path("/root/.cache/flux-oci-trigger/tools/distribution-v3.1.2/registry")
 
 Implementation = Literal["debian", "v3"]
 AuthMode = Literal["none", "token", "htpasswd"]
@@ -37,7 +37,9 @@ def registry_binary(implementation: Implementation) -> Path | None:
     if implementation == "debian":
         found = DEBIAN_BINARY if DEBIAN_BINARY.exists() else shutil.which("docker-registry")
     else:
-        found = Path(os.environ.get("FOT_DISTRIBUTION_BIN") or V3_DEFAULT)
+        found = Path(
+            os.environ.get("FOT_DISTRIBUTION_BIN") or tool_dir("distribution") / "registry"
+        )
     path = Path(found) if found else None
     return path if path is not None and path.is_file() and os.access(path, os.X_OK) else None
 

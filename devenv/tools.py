@@ -1,0 +1,36 @@
+"""Where scripts/build-tools put each Go-built tool, from the versions in scripts/tools.env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS_ENV = ROOT / "scripts" / "tools.env"
+
+
+def versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in TOOLS_ENV.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def tools_dir() -> Path:
+    default = Path.home() / ".cache" / "flux-oci-trigger" / "tools"
+    return Path(os.environ.get("FOT_TOOLS_DIR") or default)
+
+
+def tool_dir(name: str) -> Path:
+    """``<tools>/<name>-<version>`` for one of build-tools' names (kube-apiserver, etcd, ...)."""
+    key = {
+        "kube-apiserver": "KUBERNETES_VERSION",
+        "etcd": "ETCD_VERSION",
+        "source-controller": "SOURCE_CONTROLLER_VERSION",
+        "helm-controller": "HELM_CONTROLLER_VERSION",
+        "distribution": "DISTRIBUTION_VERSION",
+    }[name]
+    return tools_dir() / f"{name}-{versions()[key]}"

@@ -1,0 +1,382 @@
+"""One target, one observation, one instant -> its state and whether to ask Flux to reconcile.
+
+Pure: the clock comes in as ``now`` (Unix seconds) and what must survive between passes
+comes in and goes out as an immutable :class:`Memory`. The caller keeps
+``decision.memory``, or ``decision.memory_after_request`` once its patch succeeded (in
+dry-run too, if it wants the same "once" behaviour); dry-run itself is the caller's
+business.
+
+Order of verdicts: ``config_error`` and ``unsupported`` (the object cannot be watched),
+then ``suspended`` (Flux would not act), then ``pinned`` (nothing newer can be applied),
+then what the registry said. A registry failure is ``error`` and never requests: a
+listing that fails for us likely fails for Flux, and the one request per artifact would
+be spent on a doomed attempt. The lag keeps growing from the last known freshest artifact
+when the caller passes it.
+
+A request is made only when ``behind``, ``tag-pattern`` allows the version and
+``min-age`` has passed, and never twice for one target revision: the
+``requested-revision`` annotation carries that across restarts. Once Flux has handled
+the request (``status.lastHandledReconcileAt`` equals our ``requestedAt``) without
+applying the revision, the target is ``stuck`` and the request is repeated with
+exponential backoff from the last request (memory, or the ``requestedAt`` annotation
+after a restart, when the backoff restarts at its minimum).
+
+Lag is measured from when the oldest unapplied newer artifact appeared: its creation
+time when the caller knows it (``Fresh.created_at``), otherwise when this process first
+saw it. ``applied_after_request_seconds`` is reported once per request, on the pass that
+finds the requested revision applied, measured to ``status.artifact.lastUpdateTime`` when
+Flux set it after the request. After a restart the request time is not in memory and
+nothing is reported (rather than report twice).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from exporter.annotations import pattern_allows
+from exporter.revision import chart_version_key, format_oci_revision
+from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target, TargetKind
+
+_MAX_FIRST_SEEN = 32
+_REASON_MAX = 300
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_request_token(now: float) -> str:
+    """``now`` as Go's RFC3339Nano in UTC (trailing zeros of the fraction dropped)."""
+    nanos_total = int((Decimal(repr(now)) * 1_000_000_000).to_integral_value())
+    seconds, nanos = divmod(nanos_total, 1_000_000_000)
+    stamp = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
+
+
+def parse_timestamp(text: str | None) -> float | None:
+    """Unix seconds from an RFC 3339 timestamp (any offset, up to nanoseconds), else None."""
+    if text is None:
+        return None
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    try:
+        datetime(year, month, day, hour, minute, min(second, 59))
+    except ValueError:
+        return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    value = float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+    if match.group(7):
+        value += int(match.group(7).ljust(9, "0")) / 1e9
+    if match.group(9):
+        offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
+        value -= offset if match.group(9) == "+" else -offset
+    return value
+
+
+class Hold(StrEnum):
+    """Why a request was not made although the target is not up to date."""
+
+    TAG_PATTERN = "tag-pattern"
+    MIN_AGE = "min-age"
+    ALREADY_REQUESTED = "already-requested"
+    BACKOFF = "backoff"
+    REGISTRY_ERROR = "registry-error"
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """The artifact Flux would apply now: the tag it picks (``chart_version`` is the
+    version Flux reads from it, HelmChart only) and the tag's manifest digest.
+    ``versions_behind`` counts candidates newer than the applied one."""
+
+    tag: str
+    digest: str | None = None
+    chart_version: str | None = None
+    versions_behind: int = 0
+    created_at: float | None = None
+
+
+@dataclass(frozen=True)
+class NoMatch:
+    """No tag satisfies the rule (or the mutable tag does not exist)."""
+
+
+@dataclass(frozen=True)
+class RegistryFailure:
+    """The registry (or the rule, for ``config``) failed; ``last_known`` is the last
+    freshest artifact seen, when the caller still has it."""
+
+    reason: ErrorReason
+    message: str = ""
+    last_known: Fresh | None = None
+
+
+Observation = Fresh | NoMatch | RegistryFailure
+
+
+@dataclass(frozen=True)
+class Request:
+    revision: str
+    at: float
+    token: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Per target, kept by the caller across passes. ``first_seen``: (revision, time)."""
+
+    first_seen: tuple[tuple[str, float], ...] = ()
+    request: Request | None = None
+
+    def seen_at(self, revision: str) -> float | None:
+        return next((at for rev, at in self.first_seen if rev == revision), None)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays for ``stuck`` targets, in seconds: minimum, doubling up to maximum."""
+
+    minimum: float = 60.0
+    maximum: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.maximum, self.minimum * 2.0 ** min(max(attempts - 1, 0), 64)))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State
+    reason: str
+    error_reason: ErrorReason | None = None
+    target_revision: str | None = None
+    lag_seconds: float = 0.0
+    versions_behind: int = 0
+    should_request: bool = False
+    request_token: str | None = None
+    why_not: Hold | None = None
+    applied_after_request_seconds: float | None = None
+    memory: Memory = field(default_factory=Memory)
+    memory_after_request: Memory | None = None
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= _REASON_MAX else text[:_REASON_MAX] + "…"
+
+
+def _is_helm(target: Target) -> bool:
+    return target.id.kind is TargetKind.HELM_CHART
+
+
+def _version_text(target: Target, fresh: Fresh) -> str:
+    if _is_helm(target):
+        return fresh.chart_version or fresh.tag.replace("_", "+")
+    return fresh.tag
+
+
+def target_revision(target: Target, fresh: Fresh) -> str:
+    """What Flux will report once it applied ``fresh``: ``tag@digest`` or a chart version."""
+    if _is_helm(target):
+        return _version_text(target, fresh)
+    return format_oci_revision(fresh.tag, fresh.digest)
+
+
+def _key(target: Target, revision: str) -> str:
+    return chart_version_key(revision, has_values_files=target.has_values_files)
+
+
+def _applied_key(target: Target) -> str | None:
+    applied = target.applied
+    if applied is None:
+        return None
+    if _is_helm(target):
+        return applied.chart_version
+    if applied.tag is None and applied.digest is None:
+        return None
+    return format_oci_revision(applied.tag, applied.digest)
+
+
+def is_applied(target: Target, fresh: Fresh) -> bool:
+    applied = target.applied
+    if applied is None:
+        return False
+    if _is_helm(target):
+        return applied.chart_version == _key(target, _version_text(target, fresh))
+    if applied.tag != fresh.tag:
+        return False
+    return fresh.digest is None or applied.digest == fresh.digest
+
+
+def _remember(target: Target, memory: Memory, revision: str, at: float) -> Memory:
+    """Record when ``revision`` appeared; forget what the applied revision superseded."""
+    entries = list(memory.first_seen)
+    if memory.seen_at(revision) is None:
+        entries.append((revision, at))
+    applied = _applied_key(target)
+    applied_at = next((t for r, t in entries if _key(target, r) == applied), None)
+    if applied_at is not None:
+        entries = [(r, t) for r, t in entries if t > applied_at or r == revision]
+        entries = [(r, t) for r, t in entries if _key(target, r) != applied]
+    entries.sort(key=lambda e: e[1])
+    if len(entries) > _MAX_FIRST_SEEN:
+        entries = entries[:1] + entries[-(_MAX_FIRST_SEEN - 1) :]
+    return replace(memory, first_seen=tuple(entries))
+
+
+def _acknowledged(target: Target, request: Request | None) -> bool:
+    """Flux handled the latest requestedAt, and that one is ours or newer than ours."""
+    handled = target.last_handled_reconcile_at
+    if handled is None or handled != target.requested_at:
+        return False
+    if request is not None and target.requested_at != request.token:
+        annotated = parse_timestamp(target.requested_at)
+        return annotated is not None and annotated >= request.at
+    return True
+
+
+def _holds(target: Target, fresh: Fresh, memory: Memory, revision: str, now: float) -> Hold | None:
+    if not pattern_allows(target.options.tag_pattern, _version_text(target, fresh)):
+        return Hold.TAG_PATTERN
+    appeared = memory.seen_at(revision)
+    if appeared is not None and now - appeared < target.options.min_age:
+        return Hold.MIN_AGE
+    return None
+
+
+def decide(
+    source: Target | SourceProblem,
+    observation: Observation | None,
+    memory: Memory,
+    now: float,
+    *,
+    backoff: Backoff = DEFAULT_BACKOFF,
+) -> Decision:
+    """The verdict for one target. ``observation`` may be None only for problems,
+    suspended and pinned targets (they need no registry)."""
+    if isinstance(source, SourceProblem):
+        state = State.CONFIG_ERROR if source.reason is ErrorReason.CONFIG else State.UNSUPPORTED
+        return Decision(state, _bounded("; ".join(source.problems)), source.reason, memory=memory)
+    target = source
+    if target.suspended:
+        return Decision(State.SUSPENDED, "spec.suspend is true", memory=memory)
+    if target.rule.kind is RuleKind.PINNED:
+        pin = target.rule.digest or target.rule.tag or ""
+        return Decision(State.PINNED, _bounded(f"pinned to {pin}"), memory=memory)
+    if observation is None:
+        raise ValueError(f"{target.id}: an observation is needed for a {target.rule.kind} rule")
+    if isinstance(observation, NoMatch):
+        return Decision(State.NO_MATCH, "no tag satisfies the rule", memory=memory)
+    if isinstance(observation, RegistryFailure):
+        return _failure(target, observation, memory, now)
+    return _fresh(target, observation, memory, now, backoff)
+
+
+def _failure(target: Target, failure: RegistryFailure, memory: Memory, now: float) -> Decision:
+    state = {
+        ErrorReason.CONFIG: State.CONFIG_ERROR,
+        ErrorReason.UNSUPPORTED: State.UNSUPPORTED,
+    }.get(failure.reason, State.ERROR)
+    reason = _bounded(failure.message or str(failure.reason))
+    last = failure.last_known
+    if last is None or is_applied(target, last):
+        return Decision(state, reason, failure.reason, memory=memory)
+    revision = target_revision(target, last)
+    memory = _remember(target, memory, revision, _appeared(last, now))
+    return Decision(
+        state,
+        reason,
+        failure.reason,
+        target_revision=revision,
+        lag_seconds=max(0.0, now - min(t for _, t in memory.first_seen)),
+        versions_behind=_behind_count(target, last),
+        why_not=Hold.REGISTRY_ERROR,
+        memory=memory,
+    )
+
+
+def _appeared(fresh: Fresh, now: float) -> float:
+    return now if fresh.created_at is None else min(fresh.created_at, now)
+
+
+def _behind_count(target: Target, fresh: Fresh) -> int:
+    if target.rule.kind is RuleKind.TAG:
+        return 1
+    return max(1, fresh.versions_behind)
+
+
+def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Backoff) -> Decision:
+    revision = target_revision(target, fresh)
+    if is_applied(target, fresh):
+        took: float | None = None
+        request = memory.request
+        if request is not None and _key(target, request.revision) == _key(target, revision):
+            updated = parse_timestamp(target.artifact_updated_at)
+            applied_at = updated if updated is not None and updated >= request.at else now
+            took = max(0.0, applied_at - request.at)
+        return Decision(
+            State.UP_TO_DATE,
+            f"{revision} is applied",
+            target_revision=revision,
+            applied_after_request_seconds=took,
+            memory=Memory(),
+        )
+
+    memory = _remember(target, memory, revision, _appeared(fresh, now))
+    lag = max(0.0, now - min(t for _, t in memory.first_seen))
+    ours = memory.request if memory.request and memory.request.revision == revision else None
+    base = Decision(
+        State.BEHIND,
+        f"{revision} is not applied",
+        target_revision=revision,
+        lag_seconds=lag,
+        versions_behind=_behind_count(target, fresh),
+        memory=memory,
+    )
+    hold = _holds(target, fresh, memory, revision, now)
+
+    if ours is None and target.requested_revision != revision:
+        if hold is not None:
+            return replace(base, why_not=hold, reason=f"{base.reason}; held back by {hold}")
+        return _request(base, memory, revision, now, attempts=1)
+
+    if not _acknowledged(target, ours):
+        return replace(
+            base,
+            state=State.PENDING,
+            reason=f"reconcile of {revision} requested; Flux has not handled it yet",
+            why_not=Hold.ALREADY_REQUESTED,
+        )
+    stuck = replace(
+        base,
+        state=State.STUCK,
+        reason=_bounded(
+            f"Flux handled the request for {revision} but did not apply it"
+            + (f" (Ready: {target.ready_reason})" if target.ready_reason else "")
+        ),
+    )
+    attempts = ours.attempts if ours is not None else 1
+    last_at = ours.at if ours is not None else parse_timestamp(target.requested_at)
+    if last_at is not None and now - last_at < backoff.delay(attempts):
+        return replace(stuck, why_not=Hold.BACKOFF)
+    if hold is not None:
+        return replace(stuck, why_not=hold)
+    return _request(stuck, memory, revision, now, attempts=attempts + 1)
+
+
+def _request(base: Decision, memory: Memory, revision: str, now: float, attempts: int) -> Decision:
+    token = format_request_token(now)
+    after = replace(memory, request=Request(revision, now, token, attempts))
+    return replace(base, should_request=True, request_token=token, memory_after_request=after)

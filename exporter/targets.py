@@ -1,0 +1,155 @@
+"""The nouns of the core loop: what is watched (:class:`Target`) and its verdict (:class:`State`).
+
+:mod:`exporter.sources` builds targets from Flux objects, :mod:`exporter.decision`
+judges them, and the metrics export :class:`State` and :class:`ErrorReason` values as
+label values: both are closed sets, so adding a member is an API change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from exporter.annotations import Options
+from exporter.model import RepositoryRef, TagRule
+from exporter.revision import AppliedRevision
+
+
+class TargetKind(StrEnum):
+    """The Flux kind a reconcile request goes to."""
+
+    OCI_REPOSITORY = "OCIRepository"
+    HELM_CHART = "HelmChart"
+
+
+class State(StrEnum):
+    """Where a target stands. The metric exports exactly these ten values."""
+
+    UP_TO_DATE = "up_to_date"  # Flux applied the freshest artifact
+    BEHIND = "behind"  # a fresher artifact exists and no request is outstanding for it
+    PINNED = "pinned"  # digest ref or exact chart version: nothing newer can be applied
+    SUSPENDED = "suspended"  # spec.suspend: Flux does not reconcile it
+    PENDING = "pending"  # requested; Flux has not handled the request yet
+    STUCK = "stuck"  # Flux handled the request but did not apply the artifact
+    NO_MATCH = "no_match"  # no tag satisfies the rule
+    ERROR = "error"  # the registry failed (see ErrorReason)
+    CONFIG_ERROR = "config_error"  # bad annotations or an unusable Flux spec
+    UNSUPPORTED = "unsupported"  # e.g. cloud provider workload identity
+
+
+class ErrorReason(StrEnum):
+    """Why a target is in ``error``, ``config_error`` or ``unsupported``."""
+
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    PROTOCOL = "protocol"
+    CONFIG = "config"
+    UNSUPPORTED = "unsupported"
+
+
+class RuleKind(StrEnum):
+    PINNED = "pinned"
+    SEMVER = "semver"
+    TAG = "tag"
+
+
+@dataclass(frozen=True)
+class TargetId:
+    kind: TargetKind
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class WatchRule:
+    """How Flux picks the artifact.
+
+    ``semver``: ``tag_rule`` is set. ``tag``: ``tag`` is the mutable tag whose digest is
+    watched. ``pinned``: ``digest`` (OCIRepository digest ref) or ``tag`` (the exact
+    HelmChart version) is set; nothing is listed.
+    """
+
+    kind: RuleKind
+    tag_rule: TagRule | None = None
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def semver(cls, rule: TagRule) -> WatchRule:
+        return cls(RuleKind.SEMVER, tag_rule=rule)
+
+    @classmethod
+    def mutable_tag(cls, tag: str) -> WatchRule:
+        return cls(RuleKind.TAG, tag=tag)
+
+    @classmethod
+    def pinned(cls, *, tag: str | None = None, digest: str | None = None) -> WatchRule:
+        return cls(RuleKind.PINNED, tag=tag, digest=digest)
+
+
+@dataclass(frozen=True)
+class Access:
+    """References to what the registry client needs; the Secrets are read by the caller.
+
+    For a HelmChart these come from its HelmRepository. ``secret`` holds a docker config
+    JSON (OCIRepository) or ``username``/``password`` keys or a docker config JSON
+    (HelmRepository); ``cert_secret`` holds ``ca.crt`` and/or ``tls.crt``+``tls.key``.
+    """
+
+    secret: str | None = None
+    service_account: str | None = None
+    cert_secret: str | None = None
+    proxy_secret: str | None = None
+    insecure: bool = False
+    provider: str = "generic"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Flux object to keep fresh, as read from the API server.
+
+    ``requested_at`` is the ``reconcile.fluxcd.io/requestedAt`` annotation,
+    ``requested_revision`` the exporter's own ``<prefix>requested-revision`` one;
+    ``applied`` is None when Flux has no artifact (``applied_problem`` says why when
+    the revision could not be read). ``artifact_updated_at`` is
+    ``status.artifact.lastUpdateTime`` as written (RFC 3339). ``ready`` is the Ready
+    condition (None: absent or Unknown).
+    """
+
+    id: TargetId
+    api_version: str
+    plural: str
+    generation: int
+    repository: RepositoryRef
+    rule: WatchRule
+    options: Options
+    access: Access
+    suspended: bool = False
+    applied: AppliedRevision | None = None
+    applied_problem: str | None = None
+    artifact_updated_at: str | None = None
+    ready: bool | None = None
+    ready_reason: str | None = None
+    observed_generation: int | None = None
+    last_handled_reconcile_at: str | None = None
+    requested_at: str | None = None
+    requested_revision: str | None = None
+    has_values_files: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """An opted-in object that cannot be watched: bad annotations, bad spec, or a
+    feature the exporter cannot reproduce. ``problems`` are messages for an Event."""
+
+    id: TargetId
+    api_version: str
+    plural: str
+    reason: ErrorReason  # CONFIG or UNSUPPORTED
+    problems: tuple[str, ...]

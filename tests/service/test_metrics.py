@@ -1,0 +1,95 @@
+"""Metrics exposition: names, labels, no stale series, and promtool's own lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client import generate_latest
+
+from exporter.metrics import CHECK_ERROR_REASONS, Metrics
+from exporter.state import StateStore, TargetRow
+from exporter.tagcache import CacheStats
+from exporter.targets import State, TargetId, TargetKind
+
+APP = TargetId(TargetKind.OCI_REPOSITORY, "team-a", "app")
+CHART = TargetId(TargetKind.HELM_CHART, "team-b", "team-b-web")
+
+
+def row(target: TargetId, state: State, **kw: object) -> TargetRow:
+    base: dict[str, object] = {
+        "id": target,
+        "url": "oci://registry.example/app",
+        "rule": "semver >=1.0.0",
+        "applied_revision": "v1.0.0@sha256:" + "a" * 64,
+        "latest_revision": "v1.1.0@sha256:" + "b" * 64,
+        "state": state,
+    }
+    base.update(kw)
+    return TargetRow(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def setup() -> tuple[Metrics, StateStore]:
+    store = StateStore()
+    metrics = Metrics()
+    metrics.attach(store, lambda: CacheStats(requests=10, hits=7, fetches=3), ttl=60)
+    return metrics, store
+
+
+def test_target_series_follow_the_snapshot(setup: tuple[Metrics, StateStore]) -> None:
+    metrics, store = setup
+    store.put(row(APP, State.BEHIND, lag_seconds=42.5, versions_behind=2, last_check=1e9))
+    store.put(row(CHART, State.UP_TO_DATE, last_check=1e9))
+    store.count_request(APP, failed=False)
+    store.set_sources(
+        {("OCIRepository", "team-a", True): 1, ("HelmRepository", "team-b", False): 3}
+    )
+    get = metrics.registry.get_sample_value
+    ids = {"kind": "OCIRepository", "namespace": "team-a", "name": "app"}
+    assert get("flux_oci_target_state", {**ids, "state": "behind"}) == 1
+    assert get("flux_oci_target_state", {**ids, "state": "up_to_date"}) == 0
+    assert get("flux_oci_target_lag_seconds", ids) == 42.5
+    assert get("flux_oci_target_versions_behind", ids) == 2
+    assert get("flux_oci_reconcile_requests_total", ids) == 1
+    assert get("flux_oci_reconcile_request_errors_total", ids) == 0
+    assert get("flux_oci_sources", {"kind": "HelmRepository", "namespace": "team-b",
+                                    "opted_in": "false"}) == 3  # fmt: skip
+    assert get("flux_oci_tag_cache_hits_total") == 7
+    for reason in CHECK_ERROR_REASONS:
+        assert get("flux_oci_check_errors_total", {"reason": reason}) == 0
+
+    store.keep_only({CHART})
+    text = generate_latest(metrics.registry).decode()
+    assert 'name="app"' not in text
+    assert 'name="team-b-web"' in text
+
+
+def test_registry_observer_counts(setup: tuple[Metrics, StateStore]) -> None:
+    metrics, _ = setup
+    metrics.request("registry.example:5000", "200", 0.02)
+    metrics.request("registry.example:5000", "429", 0.01)
+    metrics.rate_limited("registry.example:5000")
+    get = metrics.registry.get_sample_value
+    assert get("flux_oci_registry_requests_total",
+               {"registry": "registry.example:5000", "code": "429"}) == 1  # fmt: skip
+    assert get("flux_oci_registry_request_duration_seconds_count",
+               {"registry": "registry.example:5000"}) == 2  # fmt: skip
+    assert get("flux_oci_registry_rate_limited_total", {"registry": "registry.example:5000"}) == 1
+
+
+@pytest.mark.prometheus
+def test_promtool_check_metrics_is_clean(setup: tuple[Metrics, StateStore]) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not installed (scripts/install-packages installs it)")
+    metrics, store = setup
+    store.put(row(APP, State.BEHIND, lag_seconds=1.0, last_check=1e9))
+    metrics.request_to_applied.labels("OCIRepository").observe(3.2)
+    metrics.request("registry.example", "200", 0.1)
+    exposition = generate_latest(metrics.registry)
+    done = subprocess.run([promtool, "check", "metrics"], input=exposition,
+                          capture_output=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert done.stdout.decode().strip() == "" and done.stderr.decode().strip() == ""

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.settings import Settings, SettingsError, from_sources
+
+
+def test_defaults() -> None:
+    s = from_sources({}, {})
+    assert s == Settings()
+    assert (s.interval, s.min_interval, s.tag_ttl) == (60, 10, 60)
+    assert (s.stuck_backoff_min, s.stuck_backoff_max) == (60, 3600)
+    assert s.listen == "0.0.0.0:9798" and s.annotation_prefix == "oci-trigger.gitlab.com/"
+
+
+def test_every_field_is_documented_with_a_unit_or_meaning() -> None:
+    import ast
+    import inspect
+
+    import exporter.settings as module
+
+    tree = ast.parse(inspect.getsource(module))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    documented = {
+        prev.target.id
+        for prev, node in zip(cls.body, cls.body[1:], strict=False)
+        if isinstance(prev, ast.AnnAssign)
+        and isinstance(prev.target, ast.Name)
+        and isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+    }
+    assert documented == {f.name for f in fields(Settings)}
+
+
+def test_environment() -> None:
+    env = {
+        "FLUX_OCI_TRIGGER_INTERVAL": "2m",
+        "FLUX_OCI_TRIGGER_TAG_TTL": "90",
+        "FLUX_OCI_TRIGGER_NAMESPACES": "apps, flux-system,,apps",
+        "FLUX_OCI_TRIGGER_DRY_RUN": "true",
+        "FLUX_OCI_TRIGGER_LOG_FORMAT": "json",
+        "FLUX_OCI_TRIGGER_PATCH_RATE": "0.5",
+        "FLUX_OCI_TRIGGER_REGISTRY_CONCURRENCY": "8",
+        "FLUX_OCI_TRIGGER_STUCK_BACKOFF_MAX": "30m",
+        "FLUX_OCI_TRIGGER_LISTEN": "[::]:8080",
+        "FLUX_OCI_TRIGGER_KUBECONFIG": "",  # empty: not set
+        # injected by Kubernetes for a Service of the same name: ignored
+        "FLUX_OCI_TRIGGER_PORT": "tcp://10.0.0.1:9798",
+        "FLUX_OCI_TRIGGER_SERVICE_HOST": "10.0.0.1",
+    }
+    s = from_sources({}, env)
+    assert s.interval == 120 and s.tag_ttl == 90
+    assert s.namespaces == ("apps", "flux-system")
+    assert s.dry_run and s.log_format == "json" and s.patch_rate == 0.5
+    assert s.registry_concurrency == 8 and s.stuck_backoff_max == 1800
+    assert s.listen == "[::]:8080" and s.kubeconfig is None
+
+
+def test_flags_win_over_environment() -> None:
+    s = from_sources(
+        {"interval": 30.0, "namespaces": ("a",), "once": True, "dry_run": None},
+        {"FLUX_OCI_TRIGGER_INTERVAL": "2m", "FLUX_OCI_TRIGGER_DRY_RUN": "yes"},
+    )
+    assert (s.interval, s.namespaces, s.once, s.dry_run) == (30, ("a",), True, True)
+
+
+def test_every_problem_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_sources(
+            {"tag_ttl": "soon", "colour": "blue", "annotation_prefix": "Not A Prefix"},
+            {
+                "FLUX_OCI_TRIGGER_DRY_RUN": "maybe",
+                "FLUX_OCI_TRIGGER_PATCH_RATE": "0",
+                "FLUX_OCI_TRIGGER_REGISTRY_CONCURRENCY": "1.5",
+                "FLUX_OCI_TRIGGER_NAMESPACES": "Apps",
+                "FLUX_OCI_TRIGGER_LOG_FORMAT": "xml",
+                "FLUX_OCI_TRIGGER_LISTEN": "9798",
+                "FLUX_OCI_TRIGGER_STUCK_BACKOFF_MIN": "2h",
+            },
+        )
+    problems = caught.value.problems
+    for word in [
+        "--tag-ttl",
+        "colour",
+        "annotation_prefix",
+        "FLUX_OCI_TRIGGER_DRY_RUN",
+        "FLUX_OCI_TRIGGER_PATCH_RATE",
+        "FLUX_OCI_TRIGGER_REGISTRY_CONCURRENCY",
+        "FLUX_OCI_TRIGGER_NAMESPACES",
+        "log_format",
+        "listen",
+        "stuck_backoff_max",
+    ]:
+        assert any(word in p for p in problems), word
+    assert len(problems) == 10
+
+
+def test_cross_checks_skip_values_that_did_not_convert() -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_sources({"interval": "x", "min_interval": "2m"}, {})
+    assert len(caught.value.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [
+        ({"interval": "5s"}, "below min_interval"),
+        ({"min_interval": 0}, "min_interval must be"),
+        ({"listen": "host:70000"}, "listen"),
+        ({"annotation_prefix": "example.com"}, "annotation_prefix"),
+        ({"stuck_backoff_min": "0s"}, "stuck_backoff_min must be"),
+        ({"interval": float("inf")}, "--interval"),
+        ({"dry_run": 1}, "--dry-run"),
+    ],
+)
+def test_invalid(flags: dict[str, object], word: str) -> None:
+    with pytest.raises(SettingsError, match=word):
+        from_sources(flags, {})
+
+
+@given(st.dictionaries(st.sampled_from([f.name for f in fields(Settings)]), st.text(max_size=12)))
+def test_any_strings_give_settings_or_settings_error(flags: dict[str, str]) -> None:
+    try:
+        s = from_sources(flags, {})
+    except SettingsError as exc:
+        assert exc.problems
+    else:
+        assert s.interval >= s.min_interval > 0
