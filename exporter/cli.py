@@ -139,3 +139,136 @@ def tags_command(
         if output == "text":
             click.echo("flux-oci-trigger: no tag matches the rule", err=True)
         sys.exit(EXIT_NO_MATCH)
+
+
+def _settings(**flags: object) -> object:
+    import os
+
+    from exporter.settings import SettingsError, from_sources
+
+    try:
+        return from_sources({k: v for k, v in flags.items() if v is not None}, dict(os.environ))
+    except SettingsError as exc:
+        for problem in exc.problems:
+            click.echo(f"flux-oci-trigger: {problem}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@main.command("run")
+@click.option(
+    "--kubeconfig", default=None, help="Kubeconfig file (default: in-cluster, then ~/.kube/config)."
+)
+@click.option(
+    "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (repeatable)."
+)
+@click.option("--interval", default=None, help="Default re-check interval, e.g. 1m.")
+@click.option("--tag-ttl", default=None, help="How long a tag listing is reused, e.g. 60s.")
+@click.option("--dry-run", is_flag=True, default=None, help="Decide and report, patch nothing.")
+@click.option(
+    "--once", is_flag=True, default=None, help="One full pass, then exit (0: it completed)."
+)
+@click.option("--annotation-prefix", default=None, help="Opt-in annotation prefix.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option(
+    "--listen", default=None, help="Address of /metrics, /healthz, /readyz (default 0.0.0.0:9798)."
+)
+def run_command(**flags: object) -> None:
+    """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
+    import signal
+
+    from exporter.kube import KubeError
+    from exporter.logsetup import configure
+    from exporter.service import Service
+    from exporter.settings import Settings
+
+    flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
+    settings = _settings(**flags)
+    assert isinstance(settings, Settings)
+    configure(settings.log_format)
+    try:
+        service = Service(settings)
+    except KubeError as exc:
+        _fail(EXIT_REGISTRY, str(exc))
+        return
+    server = None if settings.once else service.serve()
+    if not service.start_informers():
+        service.stop()
+        _fail(1, "the initial lists did not complete (see the log)")
+    if settings.once:
+        service.run_once()
+        service.stop()
+        return
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    try:
+        service.loop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        if server is not None:
+            server.stop()
+
+
+@main.command("check")
+@click.option("--kubeconfig", default=None, help="Kubeconfig file.")
+@click.option("--namespace", "namespaces", multiple=True, help="Only these namespaces.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: str) -> None:
+    """One pass, no patches: what each target's state is and whether a request would go out."""
+    from exporter.kube import KubeError
+    from exporter.logsetup import configure
+    from exporter.service import Service
+    from exporter.settings import Settings
+
+    settings = _settings(kubeconfig=kubeconfig, namespaces=namespaces or None, dry_run=True)
+    assert isinstance(settings, Settings)
+    configure("text", level=30)
+    try:
+        service = Service(settings, dry_run=True)
+    except KubeError as exc:
+        _fail(EXIT_REGISTRY, str(exc))
+        return
+    try:
+        if not service.start_informers():
+            _fail(1, "the initial lists did not complete")
+        service.run_once()
+        rows = service.store.snapshot().targets
+    finally:
+        service.stop()
+    records = [
+        {
+            "kind": str(r.id.kind), "namespace": r.id.namespace, "name": r.id.name,
+            "applied": r.applied_revision, "freshest": r.latest_revision,
+            "state": r.state.value, "reason": r.reason or r.message,
+            "would_request": r.would_request,
+        }
+        for r in rows
+    ]  # fmt: skip
+    if output == "json":
+        click.echo(json.dumps(records))
+        return
+    header: tuple[str, ...] = (
+        "KIND",
+        "NAMESPACE",
+        "NAME",
+        "APPLIED",
+        "FRESHEST",
+        "STATE",
+        "REQUEST",
+        "REASON",
+    )
+    table: list[tuple[str, ...]] = [header] + [
+        (str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
+         _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
+         str(r["reason"])[:60])
+        for r in records
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _short(revision: str) -> str:
+    """`v1.2.3@sha256:abcdef…` -> `v1.2.3@sha256:abcdef12` for the table."""
+    head, sep, digest = revision.partition("@sha256:")
+    return f"{head}{sep}{digest[:12]}" if sep else revision[:40]

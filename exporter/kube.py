@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -116,13 +117,15 @@ class Informer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching. The blocked read is woken by shutting the socket down: closing the
+        response from this thread would wait for the reader's lock."""
         self._stop.set()
-        resp = self._response
-        if resp is not None:
+        sock = getattr(getattr(self._response, "connection", None), "sock", None)
+        if sock is not None:
             try:
-                resp.close()
-            except Exception:  # best effort on shutdown
-                log.debug("closing watch stream failed", exc_info=True)
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                log.debug("watch socket already closed")
         self._thread.join(timeout=5)
 
     def objects(self) -> list[Obj]:

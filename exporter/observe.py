@@ -1,0 +1,73 @@
+"""What the registry says about one target: the freshest artifact Flux would apply.
+
+Bridges the pure rule (``policy``) and the shared tag cache. A semver rule lists the
+repository's tags (one listing per repository and access per TTL, whatever the number
+of objects) and resolves the digest of the picked tag; a mutable tag rule only resolves
+that tag's digest. Failures come back as ``RegistryFailure`` values, never exceptions.
+"""
+
+from __future__ import annotations
+
+from exporter.access import Access
+from exporter.decision import Fresh, NoMatch, Observation, RegistryFailure
+from exporter.model import RepositoryRef
+from exporter.policy import InvalidRule, compile_rule
+from exporter.registry.errors import RegistryError, RegistryNotFound
+from exporter.tagcache import TagCache
+from exporter.targets import ErrorReason, RuleKind, Target, TargetKind
+
+
+def observe(
+    target: Target, access: Access, cache: TagCache, last_known: Fresh | None
+) -> Observation:
+    rule = target.rule
+    repo = target.repository
+    try:
+        if rule.kind is RuleKind.TAG and rule.tag is not None:
+            return _mutable_tag(repo, rule.tag, access, cache)
+        if rule.kind is RuleKind.SEMVER and rule.tag_rule is not None:
+            return _semver(target, access, cache, last_known)
+    except RegistryError as exc:
+        return RegistryFailure(ErrorReason(exc.reason), str(exc), last_known)
+    raise ValueError(f"{target.id}: no registry observation for a {rule.kind} rule")
+
+
+def _mutable_tag(repo: RepositoryRef, tag: str, access: Access, cache: TagCache) -> Observation:
+    try:
+        digest, stale = cache.digest(repo, tag, access.credentials, access.tls)
+    except RegistryNotFound:
+        return NoMatch()
+    fresh = Fresh(tag=tag, digest=digest)
+    return fresh if not stale else RegistryFailure(ErrorReason.UNAVAILABLE, "stale", fresh)
+
+
+def _semver(
+    target: Target, access: Access, cache: TagCache, last_known: Fresh | None
+) -> Observation:
+    assert target.rule.tag_rule is not None
+    try:
+        compiled = compile_rule(target.rule.tag_rule)
+    except InvalidRule as exc:
+        return RegistryFailure(ErrorReason.CONFIG, str(exc), last_known)
+    listing = cache.tags(target.repository, access.credentials, access.tls)
+    candidates = compiled.candidates(listing.tags)
+    if not candidates:
+        return NoMatch()
+    best = candidates[0]
+    digest, digest_stale = cache.digest(target.repository, best.tag, access.credentials, access.tls)
+    applied = target.applied
+    if target.id.kind is TargetKind.HELM_CHART:
+        applied_text = applied.chart_version if applied else None
+    else:
+        applied_text = applied.tag if applied else None
+    behind = compiled.newer_than(listing.tags, applied_text) if applied_text else len(candidates)
+    fresh = Fresh(
+        tag=best.tag,
+        digest=digest,
+        chart_version=best.chart_version if target.id.kind is TargetKind.HELM_CHART else None,
+        versions_behind=behind,
+    )
+    if listing.stale or digest_stale:
+        reason = ErrorReason(listing.error) if listing.error else ErrorReason.UNAVAILABLE
+        return RegistryFailure(reason, "serving the last good tag list", fresh)
+    return fresh

@@ -1,0 +1,60 @@
+"""HTTP endpoints: /metrics (Prometheus), /healthz (the loop is alive), /readyz (lists done).
+
+A scrape renders the metrics from the state snapshot: no I/O, no registry or API call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+class Endpoints(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        healthy: Callable[[], tuple[bool, str]],
+        ready: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self.metrics_registry = registry
+        self.healthy = healthy
+        self.ready = ready
+        super().__init__(address, _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Endpoints
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, generate_latest(self.server.metrics_registry), CONTENT_TYPE_LATEST)
+        elif path in ("/healthz", "/readyz"):
+            ok, why = (self.server.healthy if path == "/healthz" else self.server.ready)()
+            self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # scrapes every few seconds would drown the useful lines

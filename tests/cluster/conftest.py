@@ -1,0 +1,67 @@
+"""One real local Flux cluster per test session (see ``devenv.cluster``).
+
+Without the built tools the cluster tests are skipped with the reason, unless
+``FOT_REQUIRE_CLUSTER=1`` (CI): then a missing tool fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from devenv.cluster import Cluster, missing_tools
+from devenv.push import Pusher
+
+
+@pytest.fixture(scope="session")
+def cluster_tools() -> None:
+    missing = missing_tools()
+    if not missing:
+        return
+    message = "local Flux cluster tools missing (scripts/build-tools): " + ", ".join(missing)
+    if os.environ.get("FOT_REQUIRE_CLUSTER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def flux_cluster(
+    cluster_tools: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    with Cluster.start(tmp_path_factory.mktemp("flux-cluster")) as cluster:
+        print(f"\ncluster up: {cluster.timings}")
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kube(flux_cluster: Cluster) -> Iterator[Any]:
+    api = config.new_client_from_config(config_file=str(flux_cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def custom(kube: Any) -> Any:
+    return client.CustomObjectsApi(kube)
+
+
+@pytest.fixture
+def namespace(kube: Any) -> str:
+    """A fresh namespace per test. Never deleted: no namespace controller runs here."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    client.CoreV1Api(kube).create_namespace(namespace)
+    return name
+
+
+@pytest.fixture
+def pusher(flux_cluster: Cluster) -> Iterator[Pusher]:
+    with Pusher(flux_cluster.registry_url) as push:
+        yield push

@@ -1,0 +1,163 @@
+"""Kustomize manifests: they build, run locked down, and hold least-privilege RBAC."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from tests.ops.conftest import ROOT, kustomize
+
+NAMESPACE = "flux-oci-trigger"
+IMAGE = "registry.gitlab.com/flux-oci-trigger/flux-oci-trigger"
+FLUX = "source.toolkit.fluxcd.io"
+# (apiGroup, resource, verb): everything the exporter may do, and nothing else.
+PERMISSIONS = {
+    *((FLUX, r, v) for r in ("ocirepositories", "helmrepositories", "helmcharts")
+      for v in ("get", "list", "watch")),
+    (FLUX, "ocirepositories", "patch"),
+    (FLUX, "helmcharts", "patch"),
+    ("", "secrets", "get"),
+    ("", "serviceaccounts", "get"),
+    *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
+}  # fmt: skip
+
+Objects = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def everything(kubectl: str) -> Objects:
+    return kustomize(kubectl, ROOT / "manifests")
+
+
+@pytest.fixture(scope="module")
+def base(kubectl: str) -> Objects:
+    return kustomize(kubectl, ROOT / "manifests" / "base")
+
+
+def one(objects: Objects, kind: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind}"
+    return found[0]
+
+
+def test_builds_every_object(everything: Objects, base: Objects) -> None:
+    expected = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                "Deployment", "Service", "ServiceMonitor", "PrometheusRule"]  # fmt: skip
+    assert sorted(o["kind"] for o in everything) == sorted(expected)
+    assert not [o for o in base if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert len(base) == len(everything) - 2
+
+
+def test_namespaced_objects_live_in_their_own_namespace(everything: Objects) -> None:
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for o in everything:
+        if o["kind"] not in cluster_scoped:
+            assert o["metadata"]["namespace"] == NAMESPACE, o["kind"]
+    namespace = one(everything, "Namespace")
+    assert namespace["metadata"]["name"] == NAMESPACE
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_image_is_the_project_version(everything: Objects) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    pod = one(everything, "Deployment")["spec"]["template"]["spec"]
+    assert [c["image"] for c in pod["containers"]] == [f"{IMAGE}:{version}"]
+
+
+def test_deployment_runs_locked_down(everything: Objects) -> None:
+    deployment = one(everything, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "flux-oci-trigger"
+    assert pod.get("automountServiceAccountToken", True) is True  # it talks to the API
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID")
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not sc.get("privileged")
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+    mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+    assert "/tmp" in mounts  # the only writable path
+
+
+def test_deployment_runs_the_service_with_probes_on_the_metrics_port(
+    everything: Objects,
+) -> None:
+    (container,) = one(everything, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:1] == ["run"]
+    assert container["args"][1:] == ["--log-format", "json"]
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": 9798, "protocol": "TCP"}
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+
+
+def test_service_and_service_monitor_reach_the_pod(everything: Objects) -> None:
+    pod_labels = one(everything, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = one(everything, "Service")
+    assert service["metadata"]["name"] == "flux-oci-trigger"  # the job label of the alerts
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 9798, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
+    monitor = one(everything, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http-metrics"
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True  # keep the Flux object's namespace label
+
+
+def _permissions(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    granted = set()
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames") and not rule.get("nonResourceURLs")
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb))
+    return granted
+
+
+def test_cluster_role_is_least_privilege(everything: Objects) -> None:
+    role = one(everything, "ClusterRole")
+    granted = _permissions(role)
+    assert not [p for p in granted if "*" in p], "no wildcards"
+    assert granted == PERMISSIONS
+    secrets = {verb for group, resource, verb in granted if resource == "secrets"}
+    assert secrets == {"get"}, "secrets are read by name, never listed or watched"
+    patched = {resource for _, resource, verb in granted if verb in ("patch", "update")}
+    assert patched == {"ocirepositories", "helmcharts", "events"}
+    assert not [p for p in granted if p[2] in ("delete", "deletecollection", "update")]
+    assert "aggregationRule" not in role
+
+
+def test_role_is_bound_to_the_service_account(everything: Objects) -> None:
+    binding = one(everything, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": one(everything, "ClusterRole")["metadata"]["name"],
+    }
+    account = one(everything, "ServiceAccount")
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
