@@ -20,6 +20,7 @@ from typing import Any
 from devenv import flux, kubeapi, prometheus
 from devenv.procs import Proc
 from devenv.registry import RunningRegistry, registry_binary, start_registry
+from devenv.tools import tool_dir
 
 STATE_FILE = "state.json"
 
@@ -32,8 +33,9 @@ def missing_tools() -> list[str]:
         missing.append("distribution registry (scripts/build-tools distribution)")
     if prometheus.prometheus_binary() is None:
         missing.append("prometheus (scripts/install-packages)")
-    missing += [f"CRDs of {n}" for n in ("source-controller", "helm-controller") if not any(
-        p.name.startswith(n.split("-")[0]) for p in kubeapi.crd_files())]  # fmt: skip
+    for name in ("source-controller", "helm-controller"):
+        if not any((tool_dir(name) / "crds").glob("*.yaml")):
+            missing.append(f"CRDs of {name} ({tool_dir(name) / 'crds'})")
     return missing
 
 
