@@ -16,35 +16,20 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client, config
 
 from devenv.cluster import Cluster
+from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
 from devenv.ports import free_port, wait_for_http
 from devenv.push import Pusher
 
 ROOT = Path(__file__).resolve().parents[1]
 NS, NAME, REPO = "demo", "app", "demo/app"
-GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 
 
 def say(text: str) -> None:
     print(f"\033[1m==> {text}\033[0m", flush=True)
-
-
-def revision(custom: client.CustomObjectsApi) -> str:
-    obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, NS, "ocirepositories", NAME)
-    return str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
-
-
-def wait_for_revision(custom: client.CustomObjectsApi, prefix: str, timeout: float) -> float:
-    started = time.monotonic()
-    while not revision(custom).startswith(prefix):
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"Flux did not apply {prefix} within {timeout:.0f}s")
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 def main() -> int:
@@ -56,21 +41,12 @@ def main() -> int:
     exporter: subprocess.Popen[bytes] | None = None
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     try:
-        custom = client.CustomObjectsApi(api)
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=NS))
-        )
+        create_namespace(api, NS)
         with Pusher(cluster.registry_url) as push:
             first = push.flux_artifact(REPO, "v1.0.0")
         say(f"pushed {cluster.registry}/{REPO}:v1.0.0; creating OCIRepository {NS}/{NAME}")
-        custom.create_namespaced_custom_object(GROUP, VERSION, NS, "ocirepositories", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
-            "metadata": {"name": NAME, "namespace": NS,
-                         "annotations": {"oci-trigger.gitlab.com/enabled": "true"}},
-            "spec": {"url": f"oci://{cluster.registry}/{REPO}", "interval": "1h",
-                     "ref": {"semver": ">=1.0.0"}, "insecure": True},
-        })  # fmt: skip
-        wait_for_revision(custom, f"v1.0.0@{first.digest}", 60)
+        create_opted_in(api, NS, NAME, f"oci://{cluster.registry}/{REPO}", ">=1.0.0")
+        wait_for_revision(api, NS, NAME, f"v1.0.0@{first.digest}", 60)
         say("Flux applied v1.0.0; its next look on its own is in 1h")
         port = free_port()
         log = (cluster.logs / "flux-oci-trigger.log").open("wb")
@@ -86,7 +62,7 @@ def main() -> int:
             pushed_at = time.monotonic()
             second = push.flux_artifact(REPO, "v1.1.0")
         say(f"pushed v1.1.0 ({second.digest[:19]}…); waiting for the exporter and Flux")
-        wait_for_revision(custom, "v1.1.0@", 120)
+        wait_for_revision(api, NS, NAME, "v1.1.0@", 120)
         say(f"Flux applied v1.1.0 {time.monotonic() - pushed_at:.1f}s after the push")
         for line in (cluster.logs / "flux-oci-trigger.log").read_text().splitlines():
             if "requested reconciliation" in line:
