@@ -91,6 +91,7 @@ class Hold(StrEnum):
     ALREADY_REQUESTED = "already-requested"
     BACKOFF = "backoff"
     REGISTRY_ERROR = "registry-error"
+    FIRST_RECONCILE = "first-reconcile"  # Flux has not reconciled a new object yet: it will
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,9 @@ def _acknowledged(target: Target, request: Request | None) -> bool:
 
 
 def _holds(target: Target, fresh: Fresh, memory: Memory, revision: str, now: float) -> Hold | None:
+    if target.applied is None and target.ready is not False:
+        # No artifact yet and no failed attempt: Flux's first reconcile is under way.
+        return Hold.FIRST_RECONCILE
     if not pattern_allows(target.options.tag_pattern, _version_text(target, fresh)):
         return Hold.TAG_PATTERN
     appeared = memory.seen_at(revision)

@@ -162,7 +162,9 @@ def test_semver_tag_repushed_is_behind() -> None:
 
 
 def test_never_applied_is_behind() -> None:
-    d = decide(oci(applied=None), Fresh("1.0.0", D1), EMPTY, T0)
+    # Flux reconciled the object (and failed, say because no tag matched then)
+    tried = oci(applied=None, ready=False, observed_generation=1)
+    d = decide(tried, Fresh("1.0.0", D1), EMPTY, T0)
     assert d.state is State.BEHIND and d.should_request
 
 
@@ -372,3 +374,13 @@ def test_token_round_trip(now: float) -> None:
 @given(st.text(max_size=40))
 def test_parse_timestamp_never_raises(text: str) -> None:
     parse_timestamp(text)
+
+
+def test_a_new_object_flux_has_not_reconciled_yet_gets_no_request() -> None:
+    """Flux reconciles a new object on its own; a request then would only be noise."""
+    new = oci(applied=None)
+    decision = decide(new, NEW, EMPTY, T0)
+    assert decision.state is State.BEHIND
+    assert not decision.should_request and decision.why_not is Hold.FIRST_RECONCILE
+    failed_first_pull = replace(new, ready=False, observed_generation=1)
+    assert decide(failed_first_pull, NEW, EMPTY, T0).should_request
