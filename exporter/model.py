@@ -17,6 +17,8 @@ class Flavor(StrEnum):
 
     OCI = "oci"  # OCIRepository: fluxcd/pkg version.ParseVersion + Masterminds constraints
     HELM = "helm"  # HelmChart from an OCI HelmRepository: strict semver, `_` -> `+`
+    OCI_CHART = "oci-chart"  # OCIRepository whose layerSelector is the Helm chart layer:
+    # as OCI, with `_` read as `+` (source-controller convertOCIToSemVerTag)
 
 
 @dataclass(frozen=True)

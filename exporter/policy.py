@@ -71,6 +71,8 @@ def parse_flux_tag(tag: str, flavor: Flavor) -> Version | None:
     """
     if flavor is Flavor.HELM:
         return strict_version_or_none(tag.replace("_", "+"))
+    if flavor is Flavor.OCI_CHART:
+        return strict_version_or_none(tag.replace("_", "+"), v_prefix=True)
     return strict_version_or_none(tag, v_prefix=True)
 
 

@@ -160,7 +160,7 @@ def _oci_rule(obj: Obj, problems: list[str]) -> WatchRule:
         return WatchRule.pinned(digest=digest)
     if semver is not None:
         helm_layer = _get(obj, "spec", "layerSelector", "mediaType") == HELM_CHART_LAYER
-        flavor = Flavor.HELM if helm_layer else Flavor.OCI
+        flavor = Flavor.OCI_CHART if helm_layer else Flavor.OCI
         return WatchRule.semver(TagRule(semver, _text(obj, "spec", "ref", "semverFilter"), flavor))
     tag = tag or "latest"
     if not is_tag(tag):

@@ -264,3 +264,11 @@ def test_ten_thousand_tags_pick_the_highest_match() -> None:
     assert kept[0].tag == best
     assert all(c.version.key <= chosen.key for c in kept)
     assert len(kept) > 100
+
+
+def test_oci_repository_with_a_helm_chart_layer_reads_underscore_as_plus() -> None:
+    """source-controller's convertOCIToSemVerTag: `_` -> `+`, then ParseVersion (a `v` allowed)."""
+    rule = compile_rule(TagRule(">=1.0.0", None, Flavor.OCI_CHART))
+    assert rule.select(["1.0.0", "v1.0.1_build.2", "1.0.0_x"]) == "v1.0.1_build.2"
+    plain = compile_rule(TagRule(">=1.0.0", None, Flavor.OCI))
+    assert plain.select(["1.0.0", "v1.0.1_build.2"]) == "1.0.0"

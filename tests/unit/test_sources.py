@@ -143,7 +143,7 @@ def test_helm_layer_reads_tags_as_charts() -> None:
     obj = oci_repository(layerSelector={"mediaType": HELM_CHART_LAYER, "operation": "copy"})
     target = oci_repository_target(obj, P, **LIMITS)
     assert isinstance(target, Target)
-    assert target.rule.tag_rule == TagRule(">=6.0.0", None, Flavor.HELM)
+    assert target.rule.tag_rule == TagRule(">=6.0.0", None, Flavor.OCI_CHART)
 
 
 def test_not_opted_in_or_opted_out_is_not_ours() -> None:
