@@ -7,6 +7,8 @@ Without the built tools the cluster tests are skipped with the reason, unless
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from devenv.cluster import Cluster, missing_tools
+from devenv.ports import free_port, wait_for_http
 from devenv.push import Pusher
 
 
@@ -65,3 +68,23 @@ def namespace(kube: Any) -> str:
 def pusher(flux_cluster: Cluster) -> Iterator[Pusher]:
     with Pusher(flux_cluster.registry_url) as push:
         yield push
+
+
+@pytest.fixture
+def exporter(flux_cluster: Cluster) -> Iterator[str]:
+    """``flux-oci-trigger run`` against the cluster, fast settings; yields its base URL."""
+    port = free_port()
+    env = dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s")
+    log = (flux_cluster.logs / f"flux-oci-trigger-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(flux_cluster.kubeconfig),
+         "--tag-ttl", "2s", "--interval", "2s", "--listen", f"127.0.0.1:{port}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60, ok_codes=(200,))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()

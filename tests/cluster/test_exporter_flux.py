@@ -3,43 +3,19 @@ request can explain a new revision being applied within seconds)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.cluster import Cluster
-from devenv.ports import free_port, wait_for_http
 from devenv.push import Pusher
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 ENABLED = {"oci-trigger.gitlab.com/enabled": "true"}
-
-
-@pytest.fixture
-def exporter(flux_cluster: Cluster) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s")
-    log = (flux_cluster.logs / f"flux-oci-trigger-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(flux_cluster.kubeconfig),
-         "--tag-ttl", "2s", "--interval", "2s", "--listen", f"127.0.0.1:{port}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60, ok_codes=(200,))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def sample(base: str, name: str, labels: dict[str, str]) -> float | None:
