@@ -3,11 +3,13 @@ request can explain a new revision being applied within seconds)."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from typing import Any
 
 import pytest
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.cluster import Cluster
@@ -96,3 +98,38 @@ def test_helm_chart_range_is_applied_by_flux_after_our_request(
         GROUP, VERSION, namespace, "helmrepositories", "charts"
     )
     assert "reconcile.fluxcd.io/requestedAt" not in (repo["metadata"].get("annotations") or {})
+
+
+def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
+    flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
+) -> None:
+    repo = f"{namespace}/app"
+    pusher.flux_artifact(repo, "v1.0.0")
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "ocirepositories", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
+        "metadata": {"name": "app", "namespace": namespace, "annotations": ENABLED},
+        "spec": {"url": f"oci://{flux_cluster.registry}/{repo}", "interval": "1h",
+                 "ref": {"semver": ">=1.0.0"}, "insecure": True},
+    })  # fmt: skip
+    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
+         what="Flux to apply v1.0.0")  # fmt: skip
+    broken = pusher.flux_artifact(repo, "v2.0.0", files={"only-here.yaml": namespace.encode()})
+    get = urllib.request.Request(
+        f"{flux_cluster.registry_url}/v2/{repo}/manifests/{broken.digest}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(get) as resp:
+        manifest = json.loads(resp.read())
+    layer = manifest["layers"][0]["digest"]
+    delete = urllib.request.Request(f"{flux_cluster.registry_url}/v2/{repo}/blobs/{layer}",
+                                    method="DELETE")  # fmt: skip
+    with urllib.request.urlopen(delete) as resp:
+        assert resp.status == 202  # the tag still lists; its content is gone
+    ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
+    wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "stuck"}) == 1,
+         what="the target to turn stuck")  # fmt: skip
+    assert revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@")
+    assert sample(exporter, "flux_oci_reconcile_requests_total", ids) == 1  # backoff: 1 min
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
+    reasons = [e.reason for e in events if e.source and e.source.component == "flux-oci-trigger"]
+    assert reasons == ["NewArtifact", "ReconcileStuck"]
