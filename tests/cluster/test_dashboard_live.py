@@ -13,10 +13,10 @@ import pytest
 
 from dashboards.build import concrete, expressions
 from devenv.cluster import Cluster
+from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 
 pytestmark = pytest.mark.cluster
-GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 VARIABLES = {"$namespace": ".*", "$__rate_interval": "1m", "$job": "flux-oci-trigger"}
 # Panels an operator opens first: they must show data, not only parse.
 # (The "behind" panels are rightly empty here: Flux applies our request within seconds.)
@@ -32,17 +32,11 @@ def query(prometheus: str, expr: str) -> dict[str, Any]:
 
 
 def test_every_dashboard_query_runs_and_core_panels_have_data(
-    flux_cluster: Cluster, custom: Any, namespace: str, pusher: Pusher, exporter: str
+    flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
 ) -> None:
     repo = f"{namespace}/app"
     pusher.flux_artifact(repo, "v1.0.0")
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "ocirepositories", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
-        "metadata": {"name": "app", "namespace": namespace,
-                     "annotations": {"oci-trigger.gitlab.com/enabled": "true"}},
-        "spec": {"url": f"oci://{flux_cluster.registry}/{repo}", "interval": "1h",
-                 "ref": {"semver": ">=1.0.0"}, "insecure": True},
-    })  # fmt: skip
+    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
     flux_cluster.add_scrape_target("flux-oci-trigger", exporter.removeprefix("http://"))
     time.sleep(3)
     pusher.flux_artifact(repo, "v1.1.0")

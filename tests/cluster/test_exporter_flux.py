@@ -13,6 +13,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.cluster import Cluster
+from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 
 pytestmark = pytest.mark.cluster
@@ -44,16 +45,11 @@ def wait(predicate: Any, timeout: float = 90, what: str = "") -> None:
 
 
 def test_semver_bump_is_applied_by_flux_after_our_request(
-    flux_cluster: Cluster, custom: Any, namespace: str, pusher: Pusher, exporter: str
+    flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
 ) -> None:
     repo = f"{namespace}/app"
     pusher.flux_artifact(repo, "v1.0.0")
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "ocirepositories", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
-        "metadata": {"name": "app", "namespace": namespace, "annotations": ENABLED},
-        "spec": {"url": f"oci://{flux_cluster.registry}/{repo}", "interval": "1h",
-                 "ref": {"semver": ">=1.0.0"}, "insecure": True},
-    })  # fmt: skip
+    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
     wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
          what="Flux to apply v1.0.0")  # fmt: skip
     ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
@@ -105,12 +101,7 @@ def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
 ) -> None:
     repo = f"{namespace}/app"
     pusher.flux_artifact(repo, "v1.0.0")
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "ocirepositories", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
-        "metadata": {"name": "app", "namespace": namespace, "annotations": ENABLED},
-        "spec": {"url": f"oci://{flux_cluster.registry}/{repo}", "interval": "1h",
-                 "ref": {"semver": ">=1.0.0"}, "insecure": True},
-    })  # fmt: skip
+    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
     wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
          what="Flux to apply v1.0.0")  # fmt: skip
     broken = pusher.flux_artifact(repo, "v2.0.0", files={"only-here.yaml": namespace.encode()})
