@@ -366,6 +366,25 @@ ROWS: tuple[Row, ...] = (
                 width=4,
                 unit="bytes",
             ),
+            Panel(
+                "Kubernetes API: failed calls and relists",
+                "timeseries",
+                (
+                    Query(
+                        f'sum by (resource) (rate(flux_oci_kube_api_errors_total{{job=~"$job"}}'
+                        f"[{RATE}]))",
+                        "errors {{resource}}",
+                    ),
+                    Query(
+                        f'sum by (resource) (increase(flux_oci_kube_lists_total{{job=~"$job"}}'
+                        f"[{RATE}]))",
+                        "lists {{resource}}",
+                    ),
+                ),
+                width=24,
+                description="Failed LIST/WATCH calls (retried with back-off) and LISTs; after "
+                "start-up, a LIST means a watch expired (HTTP 410) and was relisted.",
+            ),
         ),
     ),
 )

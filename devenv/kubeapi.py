@@ -7,64 +7,19 @@ fresh with ``cryptography``. No kubelet, no scheduler: objects live, nothing run
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
+from devenv.pki import write_pki
 from devenv.ports import free_port, wait_for_port
 from devenv.tools import tool_dir
-
-
-def _key_pem(key: Any) -> bytes:
-    out: bytes = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return out
-
-
-def _cert(
-    subject: str, key: Any, issuer: tuple[x509.Name, Any] | None, *, ca: bool = False,
-    org: str | None = None, server: bool = False,
-) -> x509.Certificate:  # fmt: skip
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    name = x509.Name(attrs)
-    issuer_name, issuer_key = issuer if issuer else (name, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.DNSName("kubernetes.default.svc"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-            ]),
-            critical=False,
-        )  # fmt: skip
-    return builder.sign(issuer_key, hashes.SHA256())
 
 
 @dataclass
@@ -74,16 +29,14 @@ class ControlPlane:
     server: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Any] = field(default_factory=list)
+    etcd_port: int = 0
+    api_port: int = 0
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.terminate()
         for proc in reversed(self.processes):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _reap(proc, 5.0)  # the API server holds watches open until it exits
         for log in self.logs:
             log.close()
         self.processes.clear()
@@ -93,6 +46,46 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- API server faults, for tests of watch resumption and relisting -------------------
+
+    def stop_apiserver(self, grace: float = 3.0) -> None:
+        """Stop the API server (etcd keeps running): clients see connections refused. It
+        stops listening at once but holds open watches until it exits: after ``grace``
+        seconds it is killed, as a crashed or evicted server would be."""
+        proc = self.processes.pop()
+        proc.terminate()
+        _reap(proc, grace)
+
+    def start_apiserver(self, timeout: float = 90.0) -> None:
+        """Start the API server again on the same port; its watch cache starts empty."""
+        self.processes.append(_spawn_apiserver(self, self.api_port, self.workdir, "restarted"))
+        _wait_ready(self.kubeconfig, self.processes, timeout)
+
+    @contextmanager
+    def replica(self, timeout: float = 90.0) -> Iterator[Path]:
+        """A second API server on the same etcd (as in an HA control plane); yields its
+        kubeconfig. Changes made through it are changes to the one cluster."""
+        port = free_port()
+        workdir = self.workdir / f"replica-{port}"
+        workdir.mkdir()
+        kubeconfig = workdir / "kubeconfig"
+        _write_kubeconfig(kubeconfig, f"https://127.0.0.1:{port}", self.workdir / "pki")
+        proc = _spawn_apiserver(self, port, workdir, f"replica-{port}")
+        try:
+            _wait_ready(kubeconfig, [proc], timeout)
+            yield kubeconfig
+        finally:
+            proc.terminate()
+            _reap(proc, 3.0)
+
+
+def _reap(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def binaries() -> dict[str, Path]:
@@ -118,42 +111,18 @@ def start_control_plane(workdir: Path, timeout: float = 90.0) -> ControlPlane:
     workdir.mkdir(parents=True, exist_ok=True)
     pki = workdir / "pki"
     pki.mkdir(exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("flux-oci-trigger-dev-ca", ca_key, None, ca=True)
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving = _cert("kube-apiserver", serving_key, (ca.subject, ca_key), server=True)
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = _cert("admin", admin_key, (ca.subject, ca_key), org="system:masters")
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = serialization.Encoding.PEM
-    files = {
-        "ca.crt": ca.public_bytes(pem),
-        "serving.crt": serving.public_bytes(pem),
-        "serving.key": _key_pem(serving_key),
-        "admin.crt": admin.public_bytes(pem),
-        "admin.key": _key_pem(admin_key),
-        "sa.key": _key_pem(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(
-            pem, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    }
-    for name, data in files.items():
-        (pki / name).write_bytes(data)
+    write_pki(pki)
 
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-    plane = ControlPlane(workdir, workdir / "kubeconfig", f"https://127.0.0.1:{api_port}")
-    logs = workdir / "logs"
-    logs.mkdir(exist_ok=True)
-
-    def spawn(name: str, args: list[str]) -> None:
-        log = (logs / f"{name}.log").open("wb")
-        plane.logs.append(log)
-        plane.processes.append(
-            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        )
-
+    plane = ControlPlane(
+        workdir, workdir / "kubeconfig", f"https://127.0.0.1:{api_port}",
+        etcd_port=etcd_port, api_port=api_port,
+    )  # fmt: skip
+    (workdir / "logs").mkdir(exist_ok=True)
     try:
-        spawn("etcd", [
+        log = (workdir / "logs" / "etcd.log").open("wb")
+        plane.logs.append(log)
+        plane.processes.append(subprocess.Popen([
             str(bins["etcd"]), "--name", "dev", "--data-dir", str(workdir / "etcd"),
             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -161,27 +130,11 @@ def start_control_plane(workdir: Path, timeout: float = 90.0) -> ControlPlane:
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
             "--initial-cluster", f"dev=http://127.0.0.1:{peer_port}",
             "--log-level", "warn",
-        ])  # fmt: skip
+        ], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))  # fmt: skip
         wait_for_port(etcd_port, timeout=30)
-        spawn("kube-apiserver", [
-            str(bins["kube-apiserver"]),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={api_port}", f"--cert-dir={workdir / 'certs'}",
-            f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
-            "--enable-priority-and-fairness=false",
-            "--endpoint-reconciler-type=none",  # a loopback address cannot be an Endpoint
-            "--v=1",
-        ])  # fmt: skip
-        _write_kubeconfig(plane, pki)
-        _wait_ready(plane, timeout)
+        plane.processes.append(_spawn_apiserver(plane, api_port, workdir, "kube-apiserver"))
+        _write_kubeconfig(plane.kubeconfig, plane.server, pki)
+        _wait_ready(plane.kubeconfig, plane.processes, timeout)
         apply_crds(plane.kubeconfig, crd_files())
     except BaseException:
         plane.stop()
@@ -189,29 +142,55 @@ def start_control_plane(workdir: Path, timeout: float = 90.0) -> ControlPlane:
     return plane
 
 
-def _write_kubeconfig(plane: ControlPlane, pki: Path) -> None:
+def _spawn_apiserver(
+    plane: ControlPlane, port: int, workdir: Path, log_name: str
+) -> subprocess.Popen[bytes]:
+    pki = plane.workdir / "pki"
+    log = (plane.workdir / "logs" / f"{log_name}.log").open("ab")
+    plane.logs.append(log)
+    args = [
+        str(binaries()["kube-apiserver"]),
+        f"--etcd-servers=http://127.0.0.1:{plane.etcd_port}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--secure-port={port}", f"--cert-dir={workdir / 'certs'}",
+        f"--tls-cert-file={pki / 'serving.crt'}",
+        f"--tls-private-key-file={pki / 'serving.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--authorization-mode=RBAC",
+        "--enable-priority-and-fairness=false",
+        "--endpoint-reconciler-type=none",  # a loopback address cannot be an Endpoint
+        "--v=1",
+    ]  # fmt: skip
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "dev", "cluster": {
-            "server": plane.server, "certificate-authority": str(pki / "ca.crt")}}],
+            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
         "users": [{"name": "admin", "user": {
             "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
         "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "admin"}}],
         "current-context": "dev",
     }  # fmt: skip
-    plane.kubeconfig.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config))
 
 
-def _wait_ready(plane: ControlPlane, timeout: float) -> None:
+def _wait_ready(kubeconfig: Path, processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
     from kubernetes import client, config
 
     deadline = time.monotonic() + timeout
-    api = config.new_client_from_config(config_file=str(plane.kubeconfig))  # type: ignore[no-untyped-call]
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         while True:
-            if any(p.poll() is not None for p in plane.processes):
-                raise RuntimeError(f"control plane exited; see {plane.workdir / 'logs'}")
+            if any(p.poll() is not None for p in processes):
+                raise RuntimeError(f"control plane exited; see {kubeconfig.parent / 'logs'}")
             try:
                 client.CoreV1Api(api).read_namespace("default")
                 return

@@ -238,7 +238,7 @@ class Checker:
         changed = (
             previous is None
             or previous.state is not decision.state
-            or previous.reason != decision.reason
+            or previous.message != decision.reason
         )
         if decision.state in BAD and changed:
             log.warning("%s is %s: %s", source.id, decision.state.value, decision.reason)

@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -85,6 +85,22 @@ def discover(api: k8s.ApiClient) -> dict[str, Resource]:
 Handler = Callable[[str, Resource, Obj], None]  # (event type, resource, object)
 
 
+class KubeObserver(Protocol):
+    """Told of every LIST and every failed call, to export them (``exporter.metrics``)."""
+
+    def kube_listed(self, resource: str) -> None: ...
+
+    def kube_failed(self, resource: str) -> None: ...
+
+
+class _Unobserved:
+    def kube_listed(self, resource: str) -> None:
+        pass
+
+    def kube_failed(self, resource: str) -> None:
+        pass
+
+
 class Informer:
     """Keeps an up-to-date copy of one resource's objects in one scope (a namespace or all)."""
 
@@ -95,6 +111,7 @@ class Informer:
         namespace: str | None,
         on_event: Handler,
         *,
+        observer: KubeObserver | None = None,
         backoff_max: float = 60.0,
     ) -> None:
         self._custom = k8s.CustomObjectsApi(api)
@@ -102,6 +119,7 @@ class Informer:
         self.namespace = namespace
         self._on_event = on_event
         self._backoff_max = backoff_max
+        self._observer = observer or _Unobserved()
         self._objects: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -150,6 +168,7 @@ class Informer:
                 if self._stop.is_set():
                     return
                 self.errors += 1
+                self._observer.kube_failed(self.resource.plural)
                 log.warning("%s failed: %s; retrying in %.0fs", self._what(), _describe(exc), delay)
                 self._stop.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self._backoff_max)
@@ -167,6 +186,7 @@ class Informer:
 
     def _list(self) -> str:
         self.lists += 1
+        self._observer.kube_listed(self.resource.plural)
         result = self._call()
         items = result.get("items") or []
         fresh = {_key(o): o for o in items}
@@ -182,14 +202,19 @@ class Informer:
         return rv
 
     def _watch(self, resource_version: str) -> str:
-        resp = self._call(
-            watch=True,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_TIMEOUT_SECONDS,
-            _preload_content=False,
-            _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
-        )
+        try:
+            resp = self._call(
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                _preload_content=False,
+                _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
+            )
+        except ApiException as exc:
+            if exc.status == 410:  # some servers refuse an expired version before streaming
+                raise _Gone() from None
+            raise
         self._response = resp
         try:
             for event in _events(resp):

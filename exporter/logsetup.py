@@ -33,3 +33,6 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # urllib3 logs each of its own retries to the API server; our line after the last one
+    # (with the call and its outcome) is the one an operator needs.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -165,6 +165,27 @@ class Metrics:
             registry=r,
         )
 
+        self.kube_lists = Counter(
+            "flux_oci_kube_lists",
+            "LIST calls to the Kubernetes API server: one per resource at start, then one per "
+            "expired watch (HTTP 410).",
+            ["resource"],
+            registry=r,
+        )
+        self.kube_errors = Counter(
+            "flux_oci_kube_api_errors",
+            "Failed LIST or WATCH calls to the Kubernetes API server; each is retried with "
+            "back-off (1 s doubling to 60 s).",
+            ["resource"],
+            registry=r,
+        )
+
+    def kube_resources(self, resources: Iterable[str]) -> None:
+        """Export the Kubernetes counters from 0 for every resource watched."""
+        for resource in resources:
+            self.kube_lists.labels(resource)
+            self.kube_errors.labels(resource)
+
     def attach(self, store: StateStore, cache_stats: Callable[[], CacheStats], ttl: float) -> None:
         self.registry.register(TargetCollector(store, cache_stats, ttl))
 
@@ -175,3 +196,10 @@ class Metrics:
 
     def rate_limited(self, registry: str) -> None:
         self.registry_rate_limited.labels(registry).inc()
+
+    # KubeObserver
+    def kube_listed(self, resource: str) -> None:
+        self.kube_lists.labels(resource).inc()
+
+    def kube_failed(self, resource: str) -> None:
+        self.kube_errors.labels(resource).inc()

@@ -61,8 +61,9 @@ class Service:
         self.store = StateStore()
         self.metrics.attach(self.store, self.cache.stats, settings.tag_ttl)
         self.wake = threading.Event()
+        self.metrics.kube_resources(r.plural for r in self.resources.values())
         self.informers = [
-            Informer(self.api, resource, namespace, self._on_event)
+            Informer(self.api, resource, namespace, self._on_event, observer=self.metrics)
             for resource in self.resources.values()
             for namespace in (settings.namespaces or (None,))
         ]

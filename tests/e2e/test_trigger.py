@@ -1,11 +1,11 @@
 """The exporter against a real kube-apiserver + etcd (Flux CRDs) and a real registry.
 
-Flux's source-controller cannot be built on this machine (its module imports
-github.com/fluxcd/pkg/artifact, which the reachable Go module proxy refuses with 403), so
-these tests write ``status.artifact.revision`` themselves through the status subresource,
-exactly where source-controller writes it, and check everything the exporter does on the
-real API server: the merge patch, the bookkeeping annotation, Events, idempotence across
-restarts, dry-run, and per-object error isolation.
+No Flux controller runs here: these tests write ``status.artifact.revision`` themselves
+through the status subresource, exactly where source-controller writes it, so that each
+case starts from the applied revision it needs. They check everything the exporter does on
+the real API server: the merge patch, the bookkeeping annotation, Events, idempotence
+across restarts, dry-run, and per-object error isolation. tests/cluster repeats the main
+paths with the real source-controller and helm-controller.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux_oci_tag_cache_requests_total": ("counter", ()),
     "flux_oci_tag_cache_hits_total": ("counter", ()),
     "flux_oci_build_info": ("gauge", ("version",)),
+    "flux_oci_kube_lists_total": ("counter", ("resource",)),
+    "flux_oci_kube_api_errors_total": ("counter", ("resource",)),
 }
 
 
@@ -112,6 +114,9 @@ def _lines(n: int, now: float) -> Iterator[str]:
         yield f"flux_oci_registry_rate_limited_total{_labels(registry=registry)} {n}"
     yield f"flux_oci_tag_cache_requests_total {4 * n}"
     yield f"flux_oci_tag_cache_hits_total {3 * n}"
+    for resource in ("ocirepositories", "helmrepositories", "helmcharts"):
+        yield f"flux_oci_kube_lists_total{_labels(resource=resource)} 1"
+        yield f"flux_oci_kube_api_errors_total{_labels(resource=resource)} {n}"
     yield "process_resident_memory_bytes 5.24288e+07"
 
 

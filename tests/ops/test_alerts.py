@@ -24,6 +24,7 @@ EXPECTED_ALERTS = {
     "FluxOCIConfigError",
     "FluxOCIRegistryErrors",
     "FluxOCIRegistryRateLimited",
+    "FluxOCIKubeAPIErrors",
     "FluxOCICheckStale",
     "FluxOCITriggerDown",
 }
@@ -125,5 +126,6 @@ def test_rules_evaluate_on_live_data(prometheus: PrometheusAPI) -> None:
     assert ("FluxOCIReconcileStuck", "web") in pending  # state stuck in the sample
     assert ("FluxOCIRegistryErrors", "ghcr.io") in pending  # one 503 in three answers
     assert ("FluxOCIRegistryRateLimited", "ghcr.io") in pending
+    assert ("FluxOCIKubeAPIErrors", None) in pending  # the sample's API errors keep growing
     assert ("FluxOCITargetBehindTooLong", "web") in pending  # 40m behind
     assert ("FluxOCITargetBehindTooLong", "podinfo") not in pending  # 21m only

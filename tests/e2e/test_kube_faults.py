@@ -1,0 +1,156 @@
+"""API server faults, on a control plane of its own (these tests stop its API server).
+
+What an HA control plane does to a client during a rolling restart: the API server it
+watches goes away (connections refused), changes carry on through another API server on the
+same etcd, and the restarted server's watch cache starts after them, so resuming the watch
+from the last resourceVersion gets 410 Gone. The exporter must keep serving, count the
+failures, list again, and end up with exactly the objects that exist: the deleted one gone,
+the created one there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+from devenv.kubeapi import ControlPlane, binaries, start_control_plane
+from devenv.ports import free_port, wait_for_http
+
+pytestmark = pytest.mark.cluster
+
+GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
+NS = "faults"
+OPTED_IN = {"oci-trigger.gitlab.com/enabled": "true"}
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    if not all(p.is_file() for p in binaries().values()):
+        message = "etcd/kube-apiserver missing: run scripts/build-tools"
+        if os.environ.get("FOT_REQUIRE_CLUSTER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with start_control_plane(tmp_path_factory.mktemp("faults-plane")) as plane:
+        yield plane
+
+
+@contextmanager
+def api_for(kubeconfig: Path) -> Iterator[Any]:
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def create(api: Any, name: str) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "OCIRepository",
+        "metadata": {"name": name, "namespace": NS, "annotations": OPTED_IN},
+        # nothing listens on port 9: every check fails fast as "unavailable"
+        "spec": {"url": f"oci://127.0.0.1:9/apps/{name}", "interval": "1h", "insecure": True},
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, NS, "ocirepositories", body
+    )
+
+
+def samples(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(base: str, name: str, **labels: str) -> float | None:
+    return samples(base).get((name, tuple(sorted(labels.items()))))
+
+
+def targets(base: str) -> set[str]:
+    """Names of the OCIRepositories the exporter currently reports a state for."""
+    return {
+        dict(labels)["name"]
+        for (name, labels), v in samples(base).items()
+        if name == "flux_oci_target_state" and v == 1
+    }
+
+
+def wait(predicate: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_an_api_server_restart_is_survived_and_an_expired_watch_relists(
+    plane: ControlPlane, tmp_path: Path
+) -> None:
+    with api_for(plane.kubeconfig) as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=NS))
+        )
+        create(api, "kept")
+        create(api, "deleted")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "exporter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "run", "--dry-run", "--log-format", "text",
+             "--kubeconfig", str(plane.kubeconfig), "--listen", f"127.0.0.1:{port}",
+             "--interval", "2s", "--tag-ttl", "2s"],
+            env=dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s"),
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_http(f"{base}/readyz", timeout=60, ok_codes=(200,))
+            wait(lambda: targets(base) == {"kept", "deleted"}, "both objects reported")
+            lists = {"resource": "ocirepositories"}
+            assert value(base, "flux_oci_kube_lists_total", **lists) == 1
+            assert value(base, "flux_oci_kube_api_errors_total", **lists) == 0
+
+            plane.stop_apiserver()
+            wait(lambda: (value(base, "flux_oci_kube_api_errors_total", **lists) or 0) >= 1,
+                 "the refused watch to be counted")  # fmt: skip
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+                assert resp.status == 200  # the loop carries on with what it last saw
+            assert targets(base) == {"kept", "deleted"}
+
+            with plane.replica() as replica, api_for(replica) as other:  # HA: the other server
+                client.CustomObjectsApi(other).delete_namespaced_custom_object(
+                    GROUP, VERSION, NS, "ocirepositories", "deleted"
+                )
+                create(other, "created")
+            plane.start_apiserver()
+
+            wait(lambda: targets(base) == {"kept", "created"},
+                 "the relist to drop the deleted object and add the created one", 90)  # fmt: skip
+            assert value(base, "flux_oci_kube_lists_total", **lists) == 2  # exactly one relist
+            assert proc.poll() is None
+            with api_for(plane.kubeconfig) as api:
+                found = client.CoreV1Api(api).list_namespaced_event(NS).items
+            warnings = [e.reason for e in found if e.involved_object.name == "kept"]
+            assert warnings == ["RegistryCheckFailed"]  # once, not once per failed check
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    text = log_path.read_text()
+    assert "ocirepositories in all namespaces failed" in text
+    assert "expired (410); listing again" in text
