@@ -17,16 +17,21 @@ def create_namespace(api: client.ApiClient, name: str) -> None:
 
 
 def create_opted_in(
-    api: client.ApiClient, namespace: str, name: str, url: str, semver: str
-) -> None:
-    """Flux interval 1h: only a reconcile request makes Flux look again soon."""
+    api: client.ApiClient, namespace: str, name: str, url: str, semver: str | None = None,
+    *, tag: str | None = None,
+) -> None:  # fmt: skip
+    """Flux interval 1h: only a reconcile request makes Flux look again soon. The ref is
+    ``semver``, or ``tag`` (a mutable tag followed by digest)."""
+    if (semver is None) == (tag is None):
+        raise ValueError("give exactly one of semver and tag")
+    ref = {"semver": semver} if semver is not None else {"tag": tag}
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL,
         {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "OCIRepository",
             "metadata": {"name": name, "namespace": namespace,
                          "annotations": {"oci-trigger.gitlab.com/enabled": "true"}},
-            "spec": {"url": url, "interval": "1h", "ref": {"semver": semver}, "insecure": True},
+            "spec": {"url": url, "interval": "1h", "ref": ref, "insecure": True},
         },
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -70,14 +71,15 @@ def pusher(flux_cluster: Cluster) -> Iterator[Pusher]:
         yield push
 
 
-@pytest.fixture
-def exporter(flux_cluster: Cluster) -> Iterator[str]:
-    """``flux-oci-trigger run`` against the cluster, fast settings; yields its base URL."""
+@contextmanager
+def running_exporter(cluster: Cluster) -> Iterator[str]:
+    """``flux-oci-trigger run`` against the cluster, fast settings; yields its base URL once
+    it is ready, and stops it on exit (a later one starts with no memory)."""
     port = free_port()
     env = dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s")
-    log = (flux_cluster.logs / f"flux-oci-trigger-{port}.log").open("wb")
+    log = (cluster.logs / f"flux-oci-trigger-{port}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(flux_cluster.kubeconfig),
+        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(cluster.kubeconfig),
          "--tag-ttl", "2s", "--interval", "2s", "--listen", f"127.0.0.1:{port}"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -88,3 +90,9 @@ def exporter(flux_cluster: Cluster) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+@pytest.fixture
+def exporter(flux_cluster: Cluster) -> Iterator[str]:
+    with running_exporter(flux_cluster) as base:
+        yield base

@@ -15,10 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
+from tests.cluster.conftest import running_exporter
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 ENABLED = {"oci-trigger.gitlab.com/enabled": "true"}
+REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 
 
 def sample(base: str, name: str, labels: dict[str, str]) -> float | None:
@@ -42,6 +44,28 @@ def wait(predicate: Any, timeout: float = 90, what: str = "") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def annotations_of(custom: Any, ns: str, name: str) -> dict[str, str]:
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "ocirepositories", name)
+    return dict(obj["metadata"].get("annotations") or {})
+
+
+def unpullable(cluster: Cluster, pusher: Pusher, repo: str, tag: str) -> None:
+    """Push ``tag``, then delete its layer blob: the tag still lists, its content is gone,
+    so Flux handles a request for it and fails."""
+    broken = pusher.flux_artifact(repo, tag, files={"only-here.yaml": repo.encode()})
+    get = urllib.request.Request(
+        f"{cluster.registry_url}/v2/{repo}/manifests/{broken.digest}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(get) as resp:
+        manifest = json.loads(resp.read())
+    layer = manifest["layers"][0]["digest"]
+    delete = urllib.request.Request(f"{cluster.registry_url}/v2/{repo}/blobs/{layer}",
+                                    method="DELETE")  # fmt: skip
+    with urllib.request.urlopen(delete) as resp:
+        assert resp.status == 202
 
 
 def test_semver_bump_is_applied_by_flux_after_our_request(
@@ -104,18 +128,7 @@ def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
     create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
     wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
          what="Flux to apply v1.0.0")  # fmt: skip
-    broken = pusher.flux_artifact(repo, "v2.0.0", files={"only-here.yaml": namespace.encode()})
-    get = urllib.request.Request(
-        f"{flux_cluster.registry_url}/v2/{repo}/manifests/{broken.digest}",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    with urllib.request.urlopen(get) as resp:
-        manifest = json.loads(resp.read())
-    layer = manifest["layers"][0]["digest"]
-    delete = urllib.request.Request(f"{flux_cluster.registry_url}/v2/{repo}/blobs/{layer}",
-                                    method="DELETE")  # fmt: skip
-    with urllib.request.urlopen(delete) as resp:
-        assert resp.status == 202  # the tag still lists; its content is gone
+    unpullable(flux_cluster, pusher, repo, "v2.0.0")
     ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
     wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "stuck"}) == 1,
          what="the target to turn stuck")  # fmt: skip
@@ -124,3 +137,60 @@ def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
     events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
     reasons = [e.reason for e in events if e.source and e.source.component == "flux-oci-trigger"]
     assert reasons == ["NewArtifact", "ReconcileStuck"]
+
+
+def test_a_moved_mutable_tag_is_applied_by_flux_after_our_request(
+    flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
+) -> None:
+    repo = f"{namespace}/app"
+    first = pusher.flux_artifact(repo, "latest", files={"app.yaml": b"version: 1\n"})
+    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", tag="latest")
+    wait(lambda: revision(custom, namespace, "ocirepositories", "app") == f"latest@{first.digest}",
+         what="Flux to apply the first latest")  # fmt: skip
+    ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
+    wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "up_to_date"}) == 1,
+         what="the exporter to see it up to date")  # fmt: skip
+    moved = pusher.flux_artifact(repo, "latest", files={"app.yaml": b"version: 2\n"})
+    assert moved.digest != first.digest
+    wait(lambda: revision(custom, namespace, "ocirepositories", "app") == f"latest@{moved.digest}",
+         what="Flux to apply the moved tag")  # fmt: skip
+    wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "up_to_date"}) == 1,
+         what="up to date again")  # fmt: skip
+    assert sample(exporter, "flux_oci_reconcile_requests_total", ids) == 1
+    assert annotations_of(custom, namespace, "app")[REQUESTED] == f"latest@{moved.digest}"
+
+
+def test_a_restarted_exporter_does_not_repeat_a_request_and_catches_up(
+    flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher
+) -> None:
+    """Three processes in turn, no memory shared but the object's annotations: the second
+    finds a request Flux handled without applying (stuck) and must not send it again before
+    the back-off; the third finds an artifact pushed while nothing ran and requests it once."""
+    repo = f"{namespace}/app"
+    pusher.flux_artifact(repo, "v1.0.0")
+    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
+    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
+         what="Flux to apply v1.0.0")  # fmt: skip
+    ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
+    stuck = {**ids, "state": "stuck"}
+    with running_exporter(flux_cluster) as first:
+        unpullable(flux_cluster, pusher, repo, "v2.0.0")
+        wait(lambda: sample(first, "flux_oci_target_state", stuck) == 1, what="stuck")
+        assert sample(first, "flux_oci_reconcile_requests_total", ids) == 1
+    before = annotations_of(custom, namespace, "app")
+
+    with running_exporter(flux_cluster) as second:
+        wait(lambda: sample(second, "flux_oci_target_state", stuck) == 1,
+             what="the new process to find the request stuck")  # fmt: skip
+        time.sleep(5)  # a few more passes (interval 2 s)
+        assert sample(second, "flux_oci_reconcile_requests_total", ids) in (0, None)
+    assert annotations_of(custom, namespace, "app") == before
+
+    pushed = pusher.flux_artifact(repo, "v3.0.0")  # while no exporter runs
+    with running_exporter(flux_cluster) as third:
+        wait(lambda: revision(custom, namespace, "ocirepositories", "app")
+             == f"v3.0.0@{pushed.digest}", what="Flux to apply v3.0.0")  # fmt: skip
+        wait(lambda: sample(third, "flux_oci_target_state", {**ids, "state": "up_to_date"}) == 1,
+             what="up to date")  # fmt: skip
+        assert sample(third, "flux_oci_reconcile_requests_total", ids) == 1
+    assert annotations_of(custom, namespace, "app")[REQUESTED] == f"v3.0.0@{pushed.digest}"
