@@ -15,26 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.access import AccessError, AccessRefs, AccessResolver
-from exporter.decision import (
-    Backoff,
-    Decision,
-    Fresh,
-    Memory,
-    NoMatch,
-    Observation,
-    RegistryFailure,
-    decide,
-)
+from exporter.decision import Decision, decide
+from exporter.helm_sources import helm_chart_source, helm_chart_target, helm_repository_info
 from exporter.kube import Resource
+from exporter.memory import Backoff, Memory
 from exporter.metrics import Metrics
+from exporter.observation import Fresh, NoMatch, Observation, RegistryFailure
 from exporter.observe import observe
-from exporter.sources import (
-    helm_chart_source,
-    helm_chart_target,
-    helm_repository_info,
-    is_oci_source,
-    oci_repository_target,
-)
+from exporter.sources import is_oci_source, oci_repository_target
 from exporter.state import StateStore, TargetRow
 from exporter.tagcache import TagCache
 from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target, TargetId

@@ -31,56 +31,26 @@ nothing is reported (rather than report twice).
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 
 from exporter.annotations import pattern_allows
-from exporter.revision import chart_version_key, format_oci_revision
-from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target, TargetKind
-
-_MAX_FIRST_SEEN = 32
-_REASON_MAX = 300
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+from exporter.memory import DEFAULT_BACKOFF, Backoff, Memory, Request, remember
+from exporter.observation import (
+    Fresh,
+    NoMatch,
+    Observation,
+    RegistryFailure,
+    behind_count,
+    is_applied,
+    revision_key,
+    target_revision,
+    version_text,
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.timestamps import format_request_token, parse_timestamp
 
-
-def format_request_token(now: float) -> str:
-    """``now`` as Go's RFC3339Nano in UTC (trailing zeros of the fraction dropped)."""
-    nanos_total = int((Decimal(repr(now)) * 1_000_000_000).to_integral_value())
-    seconds, nanos = divmod(nanos_total, 1_000_000_000)
-    stamp = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{nanos:09d}".rstrip("0")
-    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
-
-
-def parse_timestamp(text: str | None) -> float | None:
-    """Unix seconds from an RFC 3339 timestamp (any offset, up to nanoseconds), else None."""
-    if text is None:
-        return None
-    match = _RFC3339.fullmatch(text.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    try:
-        datetime(year, month, day, hour, minute, min(second, 59))
-    except ValueError:
-        return None
-    if hour > 23 or minute > 59 or second > 60:
-        return None
-    value = float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
-    if match.group(7):
-        value += int(match.group(7).ljust(9, "0")) / 1e9
-    if match.group(9):
-        offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
-        value -= offset if match.group(9) == "+" else -offset
-    return value
+_REASON_MAX = 300
 
 
 class Hold(StrEnum):
@@ -92,70 +62,6 @@ class Hold(StrEnum):
     BACKOFF = "backoff"
     REGISTRY_ERROR = "registry-error"
     FIRST_RECONCILE = "first-reconcile"  # Flux has not reconciled a new object yet: it will
-
-
-@dataclass(frozen=True)
-class Fresh:
-    """The artifact Flux would apply now: the tag it picks (``chart_version`` is the
-    version Flux reads from it, HelmChart only) and the tag's manifest digest.
-    ``versions_behind`` counts candidates newer than the applied one."""
-
-    tag: str
-    digest: str | None = None
-    chart_version: str | None = None
-    versions_behind: int = 0
-    created_at: float | None = None
-
-
-@dataclass(frozen=True)
-class NoMatch:
-    """No tag satisfies the rule (or the mutable tag does not exist)."""
-
-
-@dataclass(frozen=True)
-class RegistryFailure:
-    """The registry (or the rule, for ``config``) failed; ``last_known`` is the last
-    freshest artifact seen, when the caller still has it."""
-
-    reason: ErrorReason
-    message: str = ""
-    last_known: Fresh | None = None
-
-
-Observation = Fresh | NoMatch | RegistryFailure
-
-
-@dataclass(frozen=True)
-class Request:
-    revision: str
-    at: float
-    token: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Memory:
-    """Per target, kept by the caller across passes. ``first_seen``: (revision, time)."""
-
-    first_seen: tuple[tuple[str, float], ...] = ()
-    request: Request | None = None
-
-    def seen_at(self, revision: str) -> float | None:
-        return next((at for rev, at in self.first_seen if rev == revision), None)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retry delays for ``stuck`` targets, in seconds: minimum, doubling up to maximum."""
-
-    minimum: float = 60.0
-    maximum: float = 3600.0
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.maximum, self.minimum * 2.0 ** min(max(attempts - 1, 0), 64)))
-
-
-DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True)
@@ -178,65 +84,6 @@ def _bounded(text: str) -> str:
     return text if len(text) <= _REASON_MAX else text[:_REASON_MAX] + "…"
 
 
-def _is_helm(target: Target) -> bool:
-    return target.id.kind is TargetKind.HELM_CHART
-
-
-def _version_text(target: Target, fresh: Fresh) -> str:
-    if _is_helm(target):
-        return fresh.chart_version or fresh.tag.replace("_", "+")
-    return fresh.tag
-
-
-def target_revision(target: Target, fresh: Fresh) -> str:
-    """What Flux will report once it applied ``fresh``: ``tag@digest`` or a chart version."""
-    if _is_helm(target):
-        return _version_text(target, fresh)
-    return format_oci_revision(fresh.tag, fresh.digest)
-
-
-def _key(target: Target, revision: str) -> str:
-    return chart_version_key(revision, has_values_files=target.has_values_files)
-
-
-def _applied_key(target: Target) -> str | None:
-    applied = target.applied
-    if applied is None:
-        return None
-    if _is_helm(target):
-        return applied.chart_version
-    if applied.tag is None and applied.digest is None:
-        return None
-    return format_oci_revision(applied.tag, applied.digest)
-
-
-def is_applied(target: Target, fresh: Fresh) -> bool:
-    applied = target.applied
-    if applied is None:
-        return False
-    if _is_helm(target):
-        return applied.chart_version == _key(target, _version_text(target, fresh))
-    if applied.tag != fresh.tag:
-        return False
-    return fresh.digest is None or applied.digest == fresh.digest
-
-
-def _remember(target: Target, memory: Memory, revision: str, at: float) -> Memory:
-    """Record when ``revision`` appeared; forget what the applied revision superseded."""
-    entries = list(memory.first_seen)
-    if memory.seen_at(revision) is None:
-        entries.append((revision, at))
-    applied = _applied_key(target)
-    applied_at = next((t for r, t in entries if _key(target, r) == applied), None)
-    if applied_at is not None:
-        entries = [(r, t) for r, t in entries if t > applied_at or r == revision]
-        entries = [(r, t) for r, t in entries if _key(target, r) != applied]
-    entries.sort(key=lambda e: e[1])
-    if len(entries) > _MAX_FIRST_SEEN:
-        entries = entries[:1] + entries[-(_MAX_FIRST_SEEN - 1) :]
-    return replace(memory, first_seen=tuple(entries))
-
-
 def _acknowledged(target: Target, request: Request | None) -> bool:
     """Flux handled the latest requestedAt, and that one is ours or newer than ours."""
     handled = target.last_handled_reconcile_at
@@ -252,7 +99,7 @@ def _holds(target: Target, fresh: Fresh, memory: Memory, revision: str, now: flo
     if target.applied is None and target.ready is not False:
         # No artifact yet and no failed attempt: Flux's first reconcile is under way.
         return Hold.FIRST_RECONCILE
-    if not pattern_allows(target.options.tag_pattern, _version_text(target, fresh)):
+    if not pattern_allows(target.options.tag_pattern, version_text(target, fresh)):
         return Hold.TAG_PATTERN
     appeared = memory.seen_at(revision)
     if appeared is not None and now - appeared < target.options.min_age:
@@ -298,14 +145,14 @@ def _failure(target: Target, failure: RegistryFailure, memory: Memory, now: floa
     if last is None or is_applied(target, last):
         return Decision(state, reason, failure.reason, memory=memory)
     revision = target_revision(target, last)
-    memory = _remember(target, memory, revision, _appeared(last, now))
+    memory = remember(target, memory, revision, _appeared(last, now))
     return Decision(
         state,
         reason,
         failure.reason,
         target_revision=revision,
         lag_seconds=max(0.0, now - min(t for _, t in memory.first_seen)),
-        versions_behind=_behind_count(target, last),
+        versions_behind=behind_count(target, last),
         why_not=Hold.REGISTRY_ERROR,
         memory=memory,
     )
@@ -315,18 +162,15 @@ def _appeared(fresh: Fresh, now: float) -> float:
     return now if fresh.created_at is None else min(fresh.created_at, now)
 
 
-def _behind_count(target: Target, fresh: Fresh) -> int:
-    if target.rule.kind is RuleKind.TAG:
-        return 1
-    return max(1, fresh.versions_behind)
-
-
 def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Backoff) -> Decision:
     revision = target_revision(target, fresh)
     if is_applied(target, fresh):
         took: float | None = None
         request = memory.request
-        if request is not None and _key(target, request.revision) == _key(target, revision):
+        same = request is not None and (
+            revision_key(target, request.revision) == revision_key(target, revision)
+        )
+        if request is not None and same:
             updated = parse_timestamp(target.artifact_updated_at)
             applied_at = updated if updated is not None and updated >= request.at else now
             took = max(0.0, applied_at - request.at)
@@ -338,7 +182,7 @@ def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Ba
             memory=Memory(),
         )
 
-    memory = _remember(target, memory, revision, _appeared(fresh, now))
+    memory = remember(target, memory, revision, _appeared(fresh, now))
     lag = max(0.0, now - min(t for _, t in memory.first_seen))
     ours = memory.request if memory.request and memory.request.revision == revision else None
     base = Decision(
@@ -346,7 +190,7 @@ def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Ba
         f"{revision} is not applied",
         target_revision=revision,
         lag_seconds=lag,
-        versions_behind=_behind_count(target, fresh),
+        versions_behind=behind_count(target, fresh),
         memory=memory,
     )
     hold = _holds(target, fresh, memory, revision, now)

@@ -9,8 +9,8 @@ that tag's digest. Failures come back as ``RegistryFailure`` values, never excep
 from __future__ import annotations
 
 from exporter.access import Access
-from exporter.decision import Fresh, NoMatch, Observation, RegistryFailure
 from exporter.model import RepositoryRef
+from exporter.observation import Fresh, NoMatch, Observation, RegistryFailure
 from exporter.policy import InvalidRule, compile_rule
 from exporter.registry.errors import RegistryError, RegistryNotFound
 from exporter.tagcache import TagCache

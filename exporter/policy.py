@@ -31,14 +31,10 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.constraints import Constraints, InvalidConstraint
 from exporter.model import Flavor, TagRule
 from exporter.regex import RegexError, Search
-from exporter.semver import (
-    Constraints,
-    InvalidConstraint,
-    Version,
-    strict_version_or_none,
-)
+from exporter.semver import Version, strict_version_or_none
 
 
 class InvalidRule(ValueError):

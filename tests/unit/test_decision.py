@@ -7,20 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.annotations import Options
-from exporter.decision import (
-    Backoff,
-    Decision,
-    Fresh,
-    Hold,
-    Memory,
-    NoMatch,
-    RegistryFailure,
-    Request,
-    decide,
-    format_request_token,
-    parse_timestamp,
-)
+from exporter.decision import Decision, Hold, decide
+from exporter.memory import Backoff, Memory, Request
 from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.observation import Fresh, NoMatch, RegistryFailure
 from exporter.revision import AppliedRevision
 from exporter.targets import (
     Access,
@@ -32,6 +22,7 @@ from exporter.targets import (
     TargetKind,
     WatchRule,
 )
+from exporter.timestamps import format_request_token, parse_timestamp
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -8,17 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.annotations import DEFAULT_PREFIX, Options
-from exporter.model import Flavor, RepositoryRef, TagRule
-from exporter.revision import AppliedRevision
-from exporter.sources import (
-    HELM_CHART_LAYER,
+from exporter.helm_sources import (
     HelmRepositoryInfo,
     helm_chart_source,
     helm_chart_target,
     helm_repository_info,
-    is_oci_source,
-    oci_repository_target,
 )
+from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.revision import AppliedRevision
+from exporter.sources import HELM_CHART_LAYER, is_oci_source, oci_repository_target
 from exporter.targets import (
     Access,
     ErrorReason,

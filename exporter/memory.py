@@ -1,0 +1,66 @@
+"""What survives between passes for one target: when each newer artifact was first seen,
+our last reconcile request, and the back-off for repeating a request Flux did not apply.
+
+Immutable: the decision takes a :class:`Memory` and hands back the next one. Across
+restarts only the annotations survive (``requested-revision``, ``requestedAt``); the
+decision reads those, so losing this memory costs precision (lag start, back-off step),
+never a duplicate request. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from exporter.observation import applied_key, revision_key
+from exporter.targets import Target
+
+MAX_FIRST_SEEN = 32
+
+
+@dataclass(frozen=True)
+class Request:
+    revision: str
+    at: float
+    token: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Per target, kept by the caller across passes. ``first_seen``: (revision, time)."""
+
+    first_seen: tuple[tuple[str, float], ...] = ()
+    request: Request | None = None
+
+    def seen_at(self, revision: str) -> float | None:
+        return next((at for rev, at in self.first_seen if rev == revision), None)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays for ``stuck`` targets, in seconds: minimum, doubling up to maximum."""
+
+    minimum: float = 60.0
+    maximum: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.maximum, self.minimum * 2.0 ** min(max(attempts - 1, 0), 64)))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+def remember(target: Target, memory: Memory, revision: str, at: float) -> Memory:
+    """Record when ``revision`` appeared; forget what the applied revision superseded."""
+    entries = list(memory.first_seen)
+    if memory.seen_at(revision) is None:
+        entries.append((revision, at))
+    applied = applied_key(target)
+    applied_at = next((t for r, t in entries if revision_key(target, r) == applied), None)
+    if applied_at is not None:
+        entries = [(r, t) for r, t in entries if t > applied_at or r == revision]
+        entries = [(r, t) for r, t in entries if revision_key(target, r) != applied]
+    entries.sort(key=lambda e: e[1])
+    if len(entries) > MAX_FIRST_SEEN:
+        entries = entries[:1] + entries[-(MAX_FIRST_SEEN - 1) :]
+    return replace(memory, first_seen=tuple(entries))
