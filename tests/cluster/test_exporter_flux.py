@@ -68,14 +68,21 @@ def unpullable(cluster: Cluster, pusher: Pusher, repo: str, tag: str) -> None:
         assert resp.status == 202
 
 
+def applied_v1(cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher) -> str:
+    """``<namespace>/app`` with v1.0.0 pushed, OCIRepository ``app`` (semver >=1.0.0,
+    opted in) created and v1.0.0 applied by Flux; returns the repository path."""
+    repo = f"{namespace}/app"
+    pusher.flux_artifact(repo, "v1.0.0")
+    create_opted_in(kube, namespace, "app", f"oci://{cluster.registry}/{repo}", ">=1.0.0")
+    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
+         what="Flux to apply v1.0.0")  # fmt: skip
+    return repo
+
+
 def test_semver_bump_is_applied_by_flux_after_our_request(
     flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
 ) -> None:
-    repo = f"{namespace}/app"
-    pusher.flux_artifact(repo, "v1.0.0")
-    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
-    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
-         what="Flux to apply v1.0.0")  # fmt: skip
+    repo = applied_v1(flux_cluster, kube, custom, namespace, pusher)
     ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
     wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "up_to_date"}) == 1,
          what="the exporter to see it up to date")  # fmt: skip
@@ -123,11 +130,7 @@ def test_helm_chart_range_is_applied_by_flux_after_our_request(
 def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
     flux_cluster: Cluster, kube: Any, custom: Any, namespace: str, pusher: Pusher, exporter: str
 ) -> None:
-    repo = f"{namespace}/app"
-    pusher.flux_artifact(repo, "v1.0.0")
-    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
-    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
-         what="Flux to apply v1.0.0")  # fmt: skip
+    repo = applied_v1(flux_cluster, kube, custom, namespace, pusher)
     unpullable(flux_cluster, pusher, repo, "v2.0.0")
     ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
     wait(lambda: sample(exporter, "flux_oci_target_state", {**ids, "state": "stuck"}) == 1,
@@ -166,11 +169,7 @@ def test_a_restarted_exporter_does_not_repeat_a_request_and_catches_up(
     """Three processes in turn, no memory shared but the object's annotations: the second
     finds a request Flux handled without applying (stuck) and must not send it again before
     the back-off; the third finds an artifact pushed while nothing ran and requests it once."""
-    repo = f"{namespace}/app"
-    pusher.flux_artifact(repo, "v1.0.0")
-    create_opted_in(kube, namespace, "app", f"oci://{flux_cluster.registry}/{repo}", ">=1.0.0")
-    wait(lambda: revision(custom, namespace, "ocirepositories", "app").startswith("v1.0.0@"),
-         what="Flux to apply v1.0.0")  # fmt: skip
+    repo = applied_v1(flux_cluster, kube, custom, namespace, pusher)
     ids = {"kind": "OCIRepository", "namespace": namespace, "name": "app"}
     stuck = {**ids, "state": "stuck"}
     with running_exporter(flux_cluster) as first:
