@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,37 @@ def write_pki(pki: Path) -> None:
     }
     for name, data in files.items():
         (pki / name).write_bytes(data)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA, a serving certificate for 127.0.0.1/localhost and a client certificate."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def write_tls(directory: Path, server_name: str = "registry") -> TlsFiles:
+    """Fresh TLS material for a loopback server that may require client certificates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert(f"{server_name}-ca", ca_key, None, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(server_name, key, (ca.subject, ca_key), server=True)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _cert(f"{server_name}-client", client_key, (ca.subject, ca_key))
+    pem = serialization.Encoding.PEM
+    files = TlsFiles(*(directory / n for n in ("ca.crt", "tls.crt", "tls.key",
+                                                "client.crt", "client.key")))  # fmt: skip
+    files.ca.write_bytes(ca.public_bytes(pem))
+    files.cert.write_bytes(cert.public_bytes(pem))
+    files.key.write_bytes(_key_pem(key))
+    files.client_cert.write_bytes(client.public_bytes(pem))
+    files.client_key.write_bytes(_key_pem(client_key))
+    return files
 
 
 def _key_pem(key: Any) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -27,13 +28,18 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
             time.sleep(0.05)
 
 
-def wait_for_http(url: str, timeout: float = 30.0, ok_codes: tuple[int, ...] = (200, 401)) -> None:
-    """Poll ``url`` until it answers with one of ``ok_codes``."""
+def wait_for_http(
+    url: str,
+    timeout: float = 30.0,
+    ok_codes: tuple[int, ...] = (200, 401),
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Poll ``url`` until it answers with one of ``ok_codes`` (``context`` for HTTPS)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as resp:
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as resp:
                 if resp.status in ok_codes:
                     return
                 last = f"HTTP {resp.status}"

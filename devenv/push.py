@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import ssl
 import tarfile
 import time
 from collections.abc import Mapping
@@ -51,8 +52,16 @@ class Pushed:
 class Pusher:
     """Pushes to one registry at ``base_url`` (``http://127.0.0.1:PORT``)."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=30.0)
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=dict(headers or {}), timeout=30.0,
+            verify=context if context is not None else True,
+        )  # fmt: skip
 
     def close(self) -> None:
         self._http.close()

@@ -13,6 +13,7 @@ import base64
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Literal
 import bcrypt
 import yaml
 
+from devenv.pki import TlsFiles, write_tls
 from devenv.ports import free_port, wait_for_http
 from devenv.tokenserver import TokenServer
 from devenv.tools import tool_dir
@@ -53,10 +55,19 @@ class RunningRegistry:
     auth: AuthMode = "none"
     users: dict[str, str] = field(default_factory=dict)
     token_server: TokenServer | None = None
+    tls: TlsFiles | None = None  # served over HTTPS with this CA (and client CA) when set
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Trusts the registry's CA and presents the client certificate; None over HTTP."""
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return context
 
     def push_headers(self, repository: str) -> dict[str, str]:
         """Headers that let ``devenv.push.Pusher`` write to ``repository``."""
@@ -98,7 +109,10 @@ def start_registry(
     notification_headers: Mapping[str, str] | None = None,
     anonymous_pull: bool = False,
     refresh_tokens: Mapping[str, str] | None = None,
+    tls: Literal["none", "server", "mutual"] = "none",
 ) -> RunningRegistry:
+    """``tls``: plain HTTP, HTTPS with a fresh CA, or HTTPS requiring a client certificate
+    signed by that CA (``RunningRegistry.tls`` has the files)."""
     binary = registry_binary(implementation)
     if binary is None:
         raise FileNotFoundError(f"no {implementation} registry binary found")
@@ -115,6 +129,13 @@ def start_registry(
         },
         "http": {"addr": host, "secret": secrets.token_hex(16)},
     }
+    tls_files = write_tls(workdir / "tls") if tls != "none" else None
+    if tls_files is not None:
+        settings: dict[str, object] = {
+            "certificate": str(tls_files.cert), "key": str(tls_files.key)}  # fmt: skip
+        if tls == "mutual":
+            settings["clientcas"] = [str(tls_files.ca)]
+        config["http"] = {"addr": host, "secret": secrets.token_hex(16), "tls": settings}
     token_server: TokenServer | None = None
     if auth == "token":
         token_server = TokenServer(
@@ -168,10 +189,10 @@ def start_registry(
             env=env,
         )
     running = RunningRegistry(
-        implementation, host, process, log_path, auth, dict(users or {}), token_server
+        implementation, host, process, log_path, auth, dict(users or {}), token_server, tls_files
     )
     try:
-        wait_for_http(f"{running.base_url}/v2/", timeout=30)
+        wait_for_http(f"{running.base_url}/v2/", timeout=30, context=running.ssl_context())
     except BaseException:
         running.stop()
         raise

@@ -10,6 +10,7 @@ registry cannot exhaust memory. httpx exceptions stop here.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class Exchanger:
                         response.close()
             except httpx.HTTPError as exc:
                 self._observer.request(registry, "error", time.perf_counter() - started)
+                tls_problem = _tls_failure(exc)
+                if tls_problem is not None:  # the same certificates fail the same way again
+                    raise RegistryUnavailable(f"{registry}: {tls_problem}") from exc
                 if attempt < self._policy.retries:
                     delay = self._policy.backoff(attempt)
                     log.debug("%s: %s, retrying in %.2fs", registry, type(exc).__name__, delay)
@@ -146,3 +150,22 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise RegistryProtocolError(f"response exceeds the {max_bytes} byte cap")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """A short, secret-free reason when ``exc`` comes from certificate checks or the TLS
+    handshake (an unknown CA, a client certificate the registry wants or refuses)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl; bounded in case of a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            reason = str(seen.reason or type(seen).__name__)
+            hint = ""
+            if "BAD_CERTIFICATE" in reason or "CERTIFICATE_REQUIRED" in reason:
+                hint = " (the registry wants a client certificate, or refused ours)"
+            return f"TLS handshake failed: {reason}{hint}"
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -24,6 +24,7 @@ from kubernetes import client, config
 from devenv.kubeapi import ControlPlane
 from devenv.push import Pushed, Pusher
 from devenv.registry import RunningRegistry
+from tests.e2e.objects import namespace, oci_repository
 
 pytestmark = pytest.mark.cluster
 
@@ -45,65 +46,6 @@ def pushed(registry: RunningRegistry) -> dict[str, Pushed]:
             tag: push.flux_artifact("apps/web", tag, created=1_700_000_000 + i)
             for i, tag in enumerate(["v1.0.0", "v1.1.0", "v2.0.0-rc.1", "latest"])
         }
-
-
-def namespace(api: client.ApiClient, name: str) -> str:
-    client.CoreV1Api(api).create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-    )
-    return name
-
-
-def oci_repository(
-    api: client.ApiClient,
-    ns: str,
-    name: str,
-    url: str,
-    ref: dict[str, str],
-    annotations: dict[str, str],
-    *,
-    applied: str | None = None,
-    suspend: bool = False,
-) -> None:
-    custom = client.CustomObjectsApi(api)
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "OCIRepository",
-        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-        "spec": {"url": url, "interval": "1h", "ref": ref, "insecure": True, "suspend": suspend},
-    }
-    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "ocirepositories", body)
-    if applied is not None:  # where source-controller records what it applied
-        status = {
-            "status": {
-                "artifact": {
-                    "revision": applied,
-                    "digest": "sha256:" + "0" * 64,
-                    "path": "x",
-                    "url": "http://x",
-                    "lastUpdateTime": "2026-01-01T00:00:00Z",
-                },
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "Succeeded",
-                        "message": "stored artifact",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z",
-                        "observedGeneration": 1,
-                    }
-                ],
-            }
-        }
-        custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            ns,
-            "ocirepositories",
-            name,
-            status,
-            _content_type="application/merge-patch+json",
-        )
 
 
 def get(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
