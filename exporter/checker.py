@@ -16,8 +16,8 @@ from typing import Any
 
 from exporter.access import AccessError, AccessRefs, AccessResolver
 from exporter.decision import Decision, decide
+from exporter.discovery import Resource
 from exporter.helm_sources import helm_chart_source, helm_chart_target, helm_repository_info
-from exporter.kube import Resource
 from exporter.memory import Backoff, Memory
 from exporter.metrics import Metrics
 from exporter.observation import Fresh, NoMatch, Observation, RegistryFailure

@@ -176,7 +176,7 @@ def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
 
-    from exporter.kube import KubeError
+    from exporter.discovery import KubeError
     from exporter.logsetup import configure
     from exporter.service import Service
     from exporter.settings import Settings
@@ -215,8 +215,9 @@ def run_command(**flags: object) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: str) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""
-    from exporter.kube import KubeError
+    from exporter.discovery import KubeError
     from exporter.logsetup import configure
+    from exporter.report import render_json, render_table
     from exporter.service import Service
     from exporter.settings import Settings
 
@@ -235,40 +236,4 @@ def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: s
         rows = service.store.snapshot().targets
     finally:
         service.stop()
-    records = [
-        {
-            "kind": str(r.id.kind), "namespace": r.id.namespace, "name": r.id.name,
-            "applied": r.applied_revision, "freshest": r.latest_revision,
-            "state": r.state.value, "reason": r.reason or r.message,
-            "would_request": r.would_request,
-        }
-        for r in rows
-    ]  # fmt: skip
-    if output == "json":
-        click.echo(json.dumps(records))
-        return
-    header: tuple[str, ...] = (
-        "KIND",
-        "NAMESPACE",
-        "NAME",
-        "APPLIED",
-        "FRESHEST",
-        "STATE",
-        "REQUEST",
-        "REASON",
-    )
-    table: list[tuple[str, ...]] = [header] + [
-        (str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
-         _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
-         str(r["reason"])[:60])
-        for r in records
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _short(revision: str) -> str:
-    """`v1.2.3@sha256:abcdef…` -> `v1.2.3@sha256:abcdef12` for the table."""
-    head, sep, digest = revision.partition("@sha256:")
-    return f"{head}{sep}{digest[:12]}" if sep else revision[:40]
+    click.echo(render_json(rows) if output == "json" else render_table(rows))

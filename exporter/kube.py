@@ -1,4 +1,4 @@
-"""Kubernetes reads: discover Flux's served versions, then list and watch its objects.
+"""Kubernetes reads: list and watch Flux's objects (``exporter.discovery`` finds them).
 
 One informer thread per (resource, namespace scope) LISTs once, then WATCHes from the list's
 resourceVersion. A watch that ends (server timeout) resumes from the last resourceVersion
@@ -18,68 +18,20 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
+from exporter.discovery import KubeError, Resource
+
 log = logging.getLogger(__name__)
 
-SOURCE_GROUP = "source.toolkit.fluxcd.io"
 WATCH_TIMEOUT_SECONDS = 290  # server-side; a new watch resumes from the last resourceVersion
 
 Obj = dict[str, Any]
 _lines: Callable[[Any], Iterator[str]] = _iter_resp_lines  # the client's own line splitter
-
-
-class KubeError(Exception):
-    """The API server failed or refused; the message names the call, never a credential."""
-
-
-@dataclass(frozen=True)
-class Resource:
-    kind: str
-    group: str
-    version: str
-    plural: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
-
-
-# kind -> (plural, versions in order of preference)
-WANTED: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    "OCIRepository": ("ocirepositories", ("v1", "v1beta2")),
-    "HelmRepository": ("helmrepositories", ("v1", "v1beta2")),
-    "HelmChart": ("helmcharts", ("v1", "v1beta2")),
-}
-
-
-def discover(api: k8s.ApiClient) -> dict[str, Resource]:
-    """The served version of each Flux kind we read; kinds not served are left out."""
-    custom = k8s.CustomObjectsApi(api)
-    served: dict[str, set[str]] = {}
-    try:
-        groups = k8s.ApisApi(api).get_api_versions()
-        versions = [v.version for g in groups.groups if g.name == SOURCE_GROUP for v in g.versions]
-        for version in versions:
-            listing = custom.get_api_resources(SOURCE_GROUP, version)
-            for res in listing.resources:
-                served.setdefault(res.name, set()).add(version)
-    except ApiException as exc:
-        raise KubeError(f"discovery of {SOURCE_GROUP} failed: HTTP {exc.status}") from None
-    except Exception as exc:  # connection refused, TLS, timeouts
-        raise KubeError(f"discovery of {SOURCE_GROUP} failed: {type(exc).__name__}") from None
-    found: dict[str, Resource] = {}
-    for kind, (plural, preferred) in WANTED.items():
-        for version in preferred:
-            if version in served.get(plural, set()):
-                found[kind] = Resource(kind, SOURCE_GROUP, version, plural)
-                break
-    return found
 
 
 Handler = Callable[[str, Resource, Obj], None]  # (event type, resource, object)

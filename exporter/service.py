@@ -18,7 +18,8 @@ from kubernetes import config as k8s_config
 
 from exporter.access import AccessResolver
 from exporter.checker import Checker, CheckerConfig
-from exporter.kube import Informer, KubeError, Resource, discover
+from exporter.discovery import KubeError, Resource, discover
+from exporter.kube import Informer
 from exporter.memory import Backoff
 from exporter.metrics import Metrics
 from exporter.registry.client import RegistryClient

@@ -1,0 +1,54 @@
+"""What ``check`` prints: one row per target, as a table for people or JSON for scripts.
+
+Pure: rows in, text out. The JSON keys are a contract (scripts read them): kind,
+namespace, name, applied, freshest, state, reason, would_request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from exporter.state import TargetRow
+
+HEADER: tuple[str, ...] = (
+    "KIND", "NAMESPACE", "NAME", "APPLIED", "FRESHEST", "STATE", "REQUEST", "REASON",
+)  # fmt: skip
+
+
+def records(rows: Sequence[TargetRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": str(r.id.kind), "namespace": r.id.namespace, "name": r.id.name,
+            "applied": r.applied_revision, "freshest": r.latest_revision,
+            "state": r.state.value, "reason": r.reason or r.message,
+            "would_request": r.would_request,
+        }
+        for r in rows
+    ]  # fmt: skip
+
+
+def render_json(rows: Sequence[TargetRow]) -> str:
+    return json.dumps(records(rows))
+
+
+def render_table(rows: Sequence[TargetRow]) -> str:
+    """Aligned columns; digests shortened to 12 hex digits, reasons to 60 characters."""
+    table: list[tuple[str, ...]] = [HEADER] + [
+        (str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
+         _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
+         str(r["reason"])[:60])
+        for r in records(rows)
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _short(revision: str) -> str:
+    """`v1.2.3@sha256:abcdef…` -> `v1.2.3@sha256:abcdef12` for the table."""
+    head, sep, digest = revision.partition("@sha256:")
+    return f"{head}{sep}{digest[:12]}" if sep else revision[:40]
