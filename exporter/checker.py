@@ -20,17 +20,17 @@ from exporter.discovery import Resource
 from exporter.helm_sources import helm_chart_source, helm_chart_target, helm_repository_info
 from exporter.memory import Backoff, Memory
 from exporter.metrics import Metrics
-from exporter.observation import Fresh, NoMatch, Observation, RegistryFailure
+from exporter.observation import Fresh, Observation, RegistryFailure
 from exporter.observe import observe
+from exporter.recorder import Recorder
 from exporter.sources import is_oci_source, oci_repository_target
-from exporter.state import StateStore, TargetRow
+from exporter.state import StateStore
 from exporter.tagcache import TagCache
-from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target, TargetId
+from exporter.targets import ErrorReason, RuleKind, SourceProblem, Target, TargetId
 from exporter.trigger import ObjectRef, PatchError, Trigger
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Checker:
         self._trigger = trigger
         self._store = store
         self._metrics = metrics
+        self._recorder = Recorder(store, metrics, trigger)
         self._clock = clock
         self._memory: dict[TargetId, Memory] = {}
         self._last_fresh: dict[TargetId, Fresh] = {}
@@ -162,7 +163,8 @@ class Checker:
         decision = decide(source, observation, memory, now, backoff=self._c.backoff)
         memory = self._act(source, decision)
         self._memory[source.id] = memory
-        self._record(source, decision, observation, now)
+        self._recorder.record(source, self._ref(source), decision, observation,
+                              self._last_fresh.get(source.id), now)  # fmt: skip
 
     def _refs(self, target: Target) -> AccessRefs:
         a = target.access
@@ -208,50 +210,6 @@ class Checker:
         )  # fmt: skip
         return decision.memory_after_request or decision.memory
 
-    def _record(
-        self,
-        source: Target | SourceProblem,
-        decision: Decision,
-        observation: Observation | None,
-        now: float,
-    ) -> None:
-        previous = self._store.row(source.id)
-        if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
-            reason = (decision.error_reason or ErrorReason.PROTOCOL).value
-            self._metrics.check_errors.labels(reason).inc()
-        if previous is not None and decision.state is State.UP_TO_DATE and previous.lag_seconds > 0:
-            self._metrics.artifact_to_applied.labels(str(source.id.kind)).observe(
-                previous.lag_seconds
-            )
-        changed = (
-            previous is None
-            or previous.state is not decision.state
-            or previous.message != decision.reason
-        )
-        if decision.state in BAD and changed:
-            log.warning("%s is %s: %s", source.id, decision.state.value, decision.reason)
-            self._trigger.event(self._ref(source), _event_reason(decision.state),
-                                decision.reason, warning=True)  # fmt: skip
-        target = source if isinstance(source, Target) else None
-        fresh = self._last_fresh.get(source.id)
-        ok_check = isinstance(observation, Fresh | NoMatch)
-        self._store.put(
-            TargetRow(
-                id=source.id,
-                url=f"oci://{target.repository}" if target else "",
-                rule=_rule_text(target),
-                applied_revision=target.applied.raw if target and target.applied else "",
-                latest_revision=decision.target_revision or (fresh.tag if fresh else ""),
-                state=decision.state,
-                reason=(decision.error_reason.value if decision.error_reason else ""),
-                message=decision.reason,
-                lag_seconds=decision.lag_seconds,
-                versions_behind=decision.versions_behind,
-                last_check=now if ok_check else None,
-                would_request=decision.should_request,
-            )
-        )
-
 
 def _resource_versions(objects: Mapping[str, Sequence[Obj]]) -> dict[tuple[str, str, str], str]:
     """(kind, namespace, name) -> resourceVersion: a changed object is checked at once."""
@@ -262,27 +220,3 @@ def _resource_versions(objects: Mapping[str, Sequence[Obj]]) -> dict[tuple[str, 
             key = (kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
             found[key] = str(meta.get("resourceVersion", ""))
     return found
-
-
-def _event_reason(state: State) -> str:
-    return {
-        State.ERROR: "RegistryCheckFailed",
-        State.CONFIG_ERROR: "InvalidConfiguration",
-        State.UNSUPPORTED: "Unsupported",
-        State.STUCK: "ReconcileStuck",
-        State.NO_MATCH: "NoMatchingTag",
-    }[state]
-
-
-def _rule_text(target: Target | None) -> str:
-    if target is None:
-        return ""
-    rule = target.rule
-    if rule.kind is RuleKind.SEMVER and rule.tag_rule is not None:
-        text = f"semver {rule.tag_rule.semver}"
-        return text + (
-            f" filter {rule.tag_rule.semver_filter}" if rule.tag_rule.semver_filter else ""
-        )
-    if rule.kind is RuleKind.TAG:
-        return f"tag {rule.tag}"
-    return f"pinned {rule.digest or rule.tag}"

@@ -1,0 +1,98 @@
+"""A decision's visible traces: the state row readers see, the error counters, and a
+Warning Event when a target turns bad.
+
+Events are raised on a change of state or message, not on every failed check: an object
+failing every 2 s would otherwise bury its namespace in Events. The log line goes with
+the Event, so a failure that cannot be recorded as an Event (API server away) still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from exporter.decision import Decision
+from exporter.metrics import Metrics
+from exporter.observation import Fresh, NoMatch, Observation
+from exporter.state import StateStore, TargetRow
+from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.trigger import ObjectRef, Trigger
+
+log = logging.getLogger(__name__)
+BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
+
+
+class Recorder:
+    def __init__(self, store: StateStore, metrics: Metrics, trigger: Trigger) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._trigger = trigger
+
+    def record(
+        self,
+        source: Target | SourceProblem,
+        ref: ObjectRef,
+        decision: Decision,
+        observation: Observation | None,
+        fresh: Fresh | None,
+        now: float,
+    ) -> None:
+        """Store the target's row, count its errors, and raise an Event if it turned bad."""
+        previous = self._store.row(source.id)
+        if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
+            reason = (decision.error_reason or ErrorReason.PROTOCOL).value
+            self._metrics.check_errors.labels(reason).inc()
+        if previous is not None and decision.state is State.UP_TO_DATE and previous.lag_seconds > 0:
+            self._metrics.artifact_to_applied.labels(str(source.id.kind)).observe(
+                previous.lag_seconds
+            )
+        changed = (
+            previous is None
+            or previous.state is not decision.state
+            or previous.message != decision.reason
+        )
+        if decision.state in BAD and changed:
+            log.warning("%s is %s: %s", source.id, decision.state.value, decision.reason)
+            self._trigger.event(ref, _event_reason(decision.state), decision.reason,
+                                warning=True)  # fmt: skip
+        target = source if isinstance(source, Target) else None
+        ok_check = isinstance(observation, Fresh | NoMatch)
+        self._store.put(
+            TargetRow(
+                id=source.id,
+                url=f"oci://{target.repository}" if target else "",
+                rule=_rule_text(target),
+                applied_revision=target.applied.raw if target and target.applied else "",
+                latest_revision=decision.target_revision or (fresh.tag if fresh else ""),
+                state=decision.state,
+                reason=(decision.error_reason.value if decision.error_reason else ""),
+                message=decision.reason,
+                lag_seconds=decision.lag_seconds,
+                versions_behind=decision.versions_behind,
+                last_check=now if ok_check else None,
+                would_request=decision.should_request,
+            )
+        )
+
+
+def _event_reason(state: State) -> str:
+    return {
+        State.ERROR: "RegistryCheckFailed",
+        State.CONFIG_ERROR: "InvalidConfiguration",
+        State.UNSUPPORTED: "Unsupported",
+        State.STUCK: "ReconcileStuck",
+        State.NO_MATCH: "NoMatchingTag",
+    }[state]
+
+
+def _rule_text(target: Target | None) -> str:
+    if target is None:
+        return ""
+    rule = target.rule
+    if rule.kind is RuleKind.SEMVER and rule.tag_rule is not None:
+        text = f"semver {rule.tag_rule.semver}"
+        return text + (
+            f" filter {rule.tag_rule.semver_filter}" if rule.tag_rule.semver_filter else ""
+        )
+    if rule.kind is RuleKind.TAG:
+        return f"tag {rule.tag}"
+    return f"pinned {rule.digest or rule.tag}"
