@@ -25,8 +25,9 @@ Lag is measured from when the oldest unapplied newer artifact appeared: its crea
 time when the caller knows it (``Fresh.created_at``), otherwise when this process first
 saw it. ``applied_after_request_seconds`` is reported once per request, on the pass that
 finds the requested revision applied, measured to ``status.artifact.lastUpdateTime`` when
-Flux set it after the request. After a restart the request time is not in memory and
-nothing is reported (rather than report twice).
+Flux set it after the request; ``applied_after_seen_seconds`` likewise from when the
+applied artifact was first seen (or created). After a restart those start times are not in
+memory and nothing is reported (rather than report twice).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Decision:
     request_token: str | None = None
     why_not: Hold | None = None
     applied_after_request_seconds: float | None = None
+    applied_after_seen_seconds: float | None = None  # lead time: first seen (or created) -> applied
     memory: Memory = field(default_factory=Memory)
     memory_after_request: Memory | None = None
 
@@ -158,6 +160,16 @@ def _failure(target: Target, failure: RegistryFailure, memory: Memory, now: floa
     )
 
 
+def _since(target: Target, start: float | None, now: float) -> float | None:
+    """Seconds from ``start`` to Flux applying the artifact: to ``lastUpdateTime`` when Flux
+    set it after ``start``, else to ``now`` (the pass that found it applied)."""
+    if start is None:
+        return None
+    updated = parse_timestamp(target.artifact_updated_at)
+    applied_at = updated if updated is not None and updated >= start else now
+    return max(0.0, applied_at - start)
+
+
 def _appeared(fresh: Fresh, now: float) -> float:
     return now if fresh.created_at is None else min(fresh.created_at, now)
 
@@ -165,20 +177,17 @@ def _appeared(fresh: Fresh, now: float) -> float:
 def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Backoff) -> Decision:
     revision = target_revision(target, fresh)
     if is_applied(target, fresh):
-        took: float | None = None
+        key = revision_key(target, revision)
         request = memory.request
-        same = request is not None and (
-            revision_key(target, request.revision) == revision_key(target, revision)
-        )
-        if request is not None and same:
-            updated = parse_timestamp(target.artifact_updated_at)
-            applied_at = updated if updated is not None and updated >= request.at else now
-            took = max(0.0, applied_at - request.at)
+        same = request is not None and revision_key(target, request.revision) == key
+        requested = request.at if request is not None and same else None
+        seen = next((t for r, t in memory.first_seen if revision_key(target, r) == key), None)
         return Decision(
             State.UP_TO_DATE,
             f"{revision} is applied",
             target_revision=revision,
-            applied_after_request_seconds=took,
+            applied_after_request_seconds=_since(target, requested, now),
+            applied_after_seen_seconds=_since(target, seen, now),
             memory=Memory(),
         )
 

@@ -41,9 +41,9 @@ class Recorder:
         if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
             reason = (decision.error_reason or ErrorReason.PROTOCOL).value
             self._metrics.check_errors.labels(reason).inc()
-        if previous is not None and decision.state is State.UP_TO_DATE and previous.lag_seconds > 0:
+        if decision.applied_after_seen_seconds is not None:
             self._metrics.artifact_to_applied.labels(str(source.id.kind)).observe(
-                previous.lag_seconds
+                decision.applied_after_seen_seconds
             )
         changed = (
             previous is None

@@ -375,3 +375,32 @@ def test_a_new_object_flux_has_not_reconciled_yet_gets_no_request() -> None:
     assert not decision.should_request and decision.why_not is Hold.FIRST_RECONCILE
     failed_first_pull = replace(new, ready=False, observed_generation=1)
     assert decide(failed_first_pull, NEW, EMPTY, T0).should_request
+
+
+def test_lead_time_runs_from_first_seen_to_flux_applying() -> None:
+    target = oci()
+    behind = decide(target, NEW, EMPTY, T0)  # 1.1.0 first seen now
+    target, memory = requested(target, behind, T0)
+    memory = decide(target, NEW, memory, T0 + 25).memory  # still pending
+    applied = replace(target, applied=AppliedRevision("1.1.0", D2, None, "raw"),
+                      artifact_updated_at="2027-01-15T08:00:42Z")  # fmt: skip
+    d = decide(applied, NEW, memory, T0 + 90)
+    assert d.applied_after_seen_seconds == 42  # to lastUpdateTime, not to this pass
+    assert decide(applied, NEW, d.memory, T0 + 150).applied_after_seen_seconds is None
+
+
+def test_lead_time_starts_at_creation_when_known_and_needs_a_first_sighting() -> None:
+    created = replace(NEW, created_at=T0 - 100)
+    memory = decide(oci(), created, EMPTY, T0).memory
+    applied = oci(applied=("1.1.0", D2))
+    assert decide(applied, created, memory, T0 + 30).applied_after_seen_seconds == 130
+    # applied before this process ever saw it behind: nothing to report
+    assert decide(applied, created, EMPTY, T0).applied_after_seen_seconds is None
+
+
+def test_lead_time_is_for_the_applied_artifact_not_the_oldest_waiting() -> None:
+    memory = decide(oci(), NEW, EMPTY, T0).memory  # 1.1.0 at T0
+    newer = Fresh("1.2.0", D3, versions_behind=2)
+    memory = decide(oci(), newer, memory, T0 + 60).memory  # 1.2.0 at T0 + 60
+    d = decide(oci(applied=("1.2.0", D3)), newer, memory, T0 + 100)
+    assert d.applied_after_seen_seconds == 40
