@@ -5,7 +5,8 @@ Flux cluster; without it the tests skip. The ServiceMonitor and PrometheusRule C
 from the prometheus-operator Go module (``go mod download``) and are installed for real,
 as are the Namespace and the ServiceAccount: a dry run creates nothing, and namespaced
 objects (and the Pod check's service account) need them to exist. Everything else is
-only validated (strict field validation, admission, RBAC escalation checks).
+validated (strict field validation, admission, RBAC escalation checks); the last test then
+binds the ClusterRole for real and runs the exporter with the ServiceAccount's own token.
 """
 
 from __future__ import annotations
@@ -120,3 +121,111 @@ def test_pod_is_admitted_under_restricted_pod_security(prepared: str, kubectl: s
     del loose["spec"]["containers"][0]["securityContext"]["capabilities"]
     code, out = _dry_run(kubectl, prepared, [loose])
     assert code != 0 and "restricted" in out, out
+
+
+# -- the ClusterRole for real: enough for the exporter, and nothing more -------------------
+
+NS = "rbac-live"
+SA = "system:serviceaccount:flux-oci-trigger:flux-oci-trigger"
+
+
+def _token_kubeconfig(kubectl: str, admin_kubeconfig: str, path: Path) -> str:
+    """A kubeconfig that authenticates as the exporter's ServiceAccount (TokenRequest)."""
+    k = [kubectl, "--kubeconfig", admin_kubeconfig]
+    code, token = _run([*k, "-n", "flux-oci-trigger", "create", "token", "flux-oci-trigger",
+                        "--duration=10m"])  # fmt: skip
+    assert code == 0, token
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "exporter", "user": {"token": token.strip()}}],
+        "contexts": [{"name": "exporter", "context": {
+            "cluster": admin["clusters"][0]["name"], "user": "exporter"}}],
+        "current-context": "exporter",
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _objects_behind(api: Any, registry: Any) -> str:
+    """An opted-in OCIRepository behind by one version, reading a pull secret and a service
+    account's imagePullSecrets; returns the newer revision."""
+    from kubernetes import client
+
+    from devenv.push import Pusher
+    from tests.e2e.objects import namespace, oci_repository
+
+    with Pusher(registry.base_url) as push:
+        v1 = push.flux_artifact("rbac/app", "v1.0.0").digest
+        v2 = push.flux_artifact("rbac/app", "v1.1.0").digest
+    core = client.CoreV1Api(api)
+    namespace(api, NS)
+    auths = {"auths": {registry.host: {"username": "puller", "password": "not-checked"}}}
+    core.create_namespaced_secret(NS, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="pull"), type="kubernetes.io/dockerconfigjson",
+        string_data={".dockerconfigjson": json.dumps(auths)}))  # fmt: skip
+    core.create_namespaced_service_account(NS, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="puller"),
+        image_pull_secrets=[client.V1LocalObjectReference(name="pull")]))  # fmt: skip
+    oci_repository(api, NS, "app", f"oci://{registry.host}/rbac/app", {"semver": ">=1.0.0"},
+                   {"oci-trigger.gitlab.com/enabled": "true"}, applied=f"v1.0.0@{v1}")  # fmt: skip
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "source.toolkit.fluxcd.io", "v1", NS, "ocirepositories", "app",
+        {"spec": {"secretRef": {"name": "pull"}, "serviceAccountName": "puller"}},
+    )  # fmt: skip
+    return f"v1.1.0@{v2}"
+
+
+def test_the_cluster_role_is_enough_and_no_more(
+    prepared: str, kubectl: str, registry: Any, tmp_path: Path
+) -> None:
+    import sys
+
+    from kubernetes import client, config
+
+    objects = kustomize(kubectl, ROOT / "manifests" / "base")
+    rbac = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    apply = [kubectl, "--kubeconfig", prepared, "apply", "--server-side",
+             "--field-manager=flux-oci-trigger-tests", "-f", "-"]  # fmt: skip
+    code, out = _run(apply, _documents(rbac))
+    assert code == 0, out
+    as_exporter = _token_kubeconfig(kubectl, prepared, tmp_path / "exporter.kubeconfig")
+
+    def can(verb: str, resource: str) -> bool:
+        _, out = _run([kubectl, "--kubeconfig", as_exporter, "auth", "can-i", verb, resource,
+                       "-n", NS])  # fmt: skip
+        assert out.strip() in ("yes", "no"), out
+        return out.strip() == "yes"
+
+    flux = "source.toolkit.fluxcd.io"
+    allowed = [("watch", f"ocirepositories.{flux}"), ("list", f"helmcharts.{flux}"),
+               ("patch", f"ocirepositories.{flux}"), ("patch", f"helmcharts.{flux}"),
+               ("get", "secrets"), ("get", "serviceaccounts"), ("create", "events")]  # fmt: skip
+    denied = [("patch", f"helmrepositories.{flux}"), ("update", f"ocirepositories.{flux}"),
+              ("delete", f"ocirepositories.{flux}"), ("create", f"ocirepositories.{flux}"),
+              ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"),
+              ("list", "pods"), ("patch", "serviceaccounts")]  # fmt: skip
+    assert [a for a in allowed if not can(*a)] == []
+    assert [d for d in denied if can(*d)] == []
+
+    api = config.new_client_from_config(config_file=prepared)  # type: ignore[no-untyped-call]
+    try:
+        target = _objects_behind(api, registry)
+        ran = subprocess.run(
+            [sys.executable, "-m", "exporter", "run", "--once", "--namespace", NS,
+             "--kubeconfig", as_exporter],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert "403" not in ran.stderr and "Forbidden" not in ran.stderr, ran.stderr
+        obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "source.toolkit.fluxcd.io", "v1", NS, "ocirepositories", "app"
+        )
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["oci-trigger.gitlab.com/requested-revision"] == target
+        assert "reconcile.fluxcd.io/requestedAt" in annotations
+        events = client.CoreV1Api(api).list_namespaced_event(NS).items
+        assert [e.reason for e in events] == ["NewArtifact"]
+    finally:
+        api.close()
