@@ -129,10 +129,13 @@ NS = "rbac-live"
 SA = "system:serviceaccount:flux-oci-trigger:flux-oci-trigger"
 
 
-def _token_kubeconfig(kubectl: str, admin_kubeconfig: str, path: Path) -> str:
-    """A kubeconfig that authenticates as the exporter's ServiceAccount (TokenRequest)."""
+def _token_kubeconfig(
+    kubectl: str, admin_kubeconfig: str, path: Path, account: str = "flux-oci-trigger"
+) -> str:
+    """A kubeconfig that authenticates as a ServiceAccount of namespace flux-oci-trigger
+    (the exporter's own by default), through the TokenRequest API."""
     k = [kubectl, "--kubeconfig", admin_kubeconfig]
-    code, token = _run([*k, "-n", "flux-oci-trigger", "create", "token", "flux-oci-trigger",
+    code, token = _run([*k, "-n", "flux-oci-trigger", "create", "token", account,
                         "--duration=10m"])  # fmt: skip
     assert code == 0, token
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
@@ -148,30 +151,30 @@ def _token_kubeconfig(kubectl: str, admin_kubeconfig: str, path: Path) -> str:
     return str(path)
 
 
-def _objects_behind(api: Any, registry: Any) -> str:
-    """An opted-in OCIRepository behind by one version, reading a pull secret and a service
-    account's imagePullSecrets; returns the newer revision."""
+def _objects_behind(api: Any, registry: Any, ns: str) -> str:
+    """In namespace ``ns`` (existing): an opted-in OCIRepository behind by one version,
+    reading a pull secret and a service account's imagePullSecrets; returns the newer
+    revision."""
     from kubernetes import client
 
     from devenv.push import Pusher
-    from tests.e2e.objects import namespace, oci_repository
+    from tests.e2e.objects import oci_repository
 
     with Pusher(registry.base_url) as push:
-        v1 = push.flux_artifact("rbac/app", "v1.0.0").digest
-        v2 = push.flux_artifact("rbac/app", "v1.1.0").digest
+        v1 = push.flux_artifact(f"{ns}/app", "v1.0.0").digest
+        v2 = push.flux_artifact(f"{ns}/app", "v1.1.0").digest
     core = client.CoreV1Api(api)
-    namespace(api, NS)
     auths = {"auths": {registry.host: {"username": "puller", "password": "not-checked"}}}
-    core.create_namespaced_secret(NS, client.V1Secret(
+    core.create_namespaced_secret(ns, client.V1Secret(
         metadata=client.V1ObjectMeta(name="pull"), type="kubernetes.io/dockerconfigjson",
         string_data={".dockerconfigjson": json.dumps(auths)}))  # fmt: skip
-    core.create_namespaced_service_account(NS, client.V1ServiceAccount(
+    core.create_namespaced_service_account(ns, client.V1ServiceAccount(
         metadata=client.V1ObjectMeta(name="puller"),
         image_pull_secrets=[client.V1LocalObjectReference(name="pull")]))  # fmt: skip
-    oci_repository(api, NS, "app", f"oci://{registry.host}/rbac/app", {"semver": ">=1.0.0"},
+    oci_repository(api, ns, "app", f"oci://{registry.host}/{ns}/app", {"semver": ">=1.0.0"},
                    {"oci-trigger.gitlab.com/enabled": "true"}, applied=f"v1.0.0@{v1}")  # fmt: skip
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        "source.toolkit.fluxcd.io", "v1", NS, "ocirepositories", "app",
+        "source.toolkit.fluxcd.io", "v1", ns, "ocirepositories", "app",
         {"spec": {"secretRef": {"name": "pull"}, "serviceAccountName": "puller"}},
     )  # fmt: skip
     return f"v1.1.0@{v2}"
@@ -180,10 +183,6 @@ def _objects_behind(api: Any, registry: Any) -> str:
 def test_the_cluster_role_is_enough_and_no_more(
     prepared: str, kubectl: str, registry: Any, tmp_path: Path
 ) -> None:
-    import sys
-
-    from kubernetes import client, config
-
     objects = kustomize(kubectl, ROOT / "manifests" / "base")
     rbac = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     apply = [kubectl, "--kubeconfig", prepared, "apply", "--server-side",
@@ -209,23 +208,69 @@ def test_the_cluster_role_is_enough_and_no_more(
     assert [a for a in allowed if not can(*a)] == []
     assert [d for d in denied if can(*d)] == []
 
-    api = config.new_client_from_config(config_file=prepared)  # type: ignore[no-untyped-call]
+    code, out = _run([kubectl, "--kubeconfig", prepared, "create", "namespace", NS])
+    assert code == 0, out
+    _requests_as(prepared, as_exporter, registry, NS)
+
+
+def _requests_as(admin_kubeconfig: str, as_exporter: str, registry: Any, ns: str) -> None:
+    """One ``run --once`` with the exporter's credentials requests the newer version."""
+    import sys
+
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=admin_kubeconfig)  # type: ignore[no-untyped-call]
     try:
-        target = _objects_behind(api, registry)
+        target = _objects_behind(api, registry, ns)
         ran = subprocess.run(
-            [sys.executable, "-m", "exporter", "run", "--once", "--namespace", NS,
+            [sys.executable, "-m", "exporter", "run", "--once", "--namespace", ns,
              "--kubeconfig", as_exporter],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert ran.returncode == 0, ran.stderr
         assert "403" not in ran.stderr and "Forbidden" not in ran.stderr, ran.stderr
         obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            "source.toolkit.fluxcd.io", "v1", NS, "ocirepositories", "app"
+            "source.toolkit.fluxcd.io", "v1", ns, "ocirepositories", "app"
         )
         annotations = obj["metadata"]["annotations"]
         assert annotations["oci-trigger.gitlab.com/requested-revision"] == target
         assert "reconcile.fluxcd.io/requestedAt" in annotations
-        events = client.CoreV1Api(api).list_namespaced_event(NS).items
+        events = client.CoreV1Api(api).list_namespaced_event(ns).items
         assert [e.reason for e in events] == ["NewArtifact"]
     finally:
         api.close()
+
+
+def test_the_namespaced_roles_are_enough_and_stay_in_their_namespace(
+    prepared: str, kubectl: str, registry: Any, tmp_path: Path
+) -> None:
+    """manifests/namespaced: no cluster-wide grant; its Role, bound in one namespace to a
+    fresh ServiceAccount, serves a pass there and nothing elsewhere."""
+    objects = kustomize(kubectl, ROOT / "manifests" / "namespaced")
+    assert not [o["kind"] for o in objects if o["kind"].startswith("Cluster")]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}  # fmt: skip
+    assert env["FLUX_OCI_TRIGGER_NAMESPACES"] == "apps"
+    cluster_role = next(o for o in kustomize(kubectl, ROOT / "manifests" / "base")
+                        if o["kind"] == "ClusterRole")  # fmt: skip
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert role["rules"] == cluster_role["rules"]
+
+    ns, account = "rbac-namespaced", "flux-oci-trigger-namespaced"
+    binding = next(o for o in objects if o["kind"] == "RoleBinding")
+    role["metadata"]["namespace"] = binding["metadata"]["namespace"] = ns
+    binding["subjects"][0]["name"] = account
+    k = [kubectl, "--kubeconfig", prepared]
+    code, out = _run([*k, "-n", "flux-oci-trigger", "create", "serviceaccount", account])
+    assert code == 0, out
+    code, out = _run([*k, "create", "namespace", ns])
+    assert code == 0, out
+    code, out = _run([*k, "apply", "--server-side", "-f", "-"], _documents([role, binding]))
+    assert code == 0, out
+    as_exporter = _token_kubeconfig(kubectl, prepared, tmp_path / "ns.kubeconfig", account)
+    for where, expected in ((["-n", ns], "yes"), (["-n", "default"], "no"), (["-A"], "no")):
+        _, out = _run([kubectl, "--kubeconfig", as_exporter, "auth", "can-i", "list",
+                       "ocirepositories.source.toolkit.fluxcd.io", *where])  # fmt: skip
+        assert out.strip() == expected, (where, out)
+    _requests_as(prepared, as_exporter, registry, ns)
