@@ -10,21 +10,31 @@ until ``status.artifact.revision`` names it.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kubernetes import config
 
 from devenv.cluster import Cluster
+from devenv.exporter import running_exporter
 from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
-from devenv.ports import free_port, wait_for_http
 from devenv.push import Pusher
 
 NS, NAME, REPO = "bench", "app", "bench/app"
+
+
+def rounds(cluster: Cluster, api: Any, pushes: int) -> list[float]:
+    """Push 1.0.1, 1.0.2, ... and time each until Flux reports it applied."""
+    latencies = []
+    with Pusher(cluster.registry_url) as push:
+        for i in range(1, pushes + 1):
+            tag = f"1.0.{i}"
+            push.flux_artifact(REPO, tag)
+            latencies.append(wait_for_revision(api, NS, NAME, f"{tag}@"))
+            print(f"push {i:2d}: {tag} applied after {latencies[-1]:.2f}s", flush=True)
+    return latencies
 
 
 def main() -> None:
@@ -37,29 +47,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cluster = Cluster.start(Path(tmp) / "cluster")
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
-        exporter = None
         try:
             create_namespace(api, NS)
             with Pusher(cluster.registry_url) as push:
                 push.flux_artifact(REPO, "1.0.0")
             create_opted_in(api, NS, NAME, f"oci://{cluster.registry}/{REPO}", ">=1.0.0")
             wait_for_revision(api, NS, NAME, "1.0.0@")
-            port = free_port()
-            env = dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL=args.min_interval)
-            exporter = subprocess.Popen(
-                [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(cluster.kubeconfig),
-                 "--tag-ttl", args.tag_ttl, "--interval", args.interval,
-                 "--listen", f"127.0.0.1:{port}"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60, ok_codes=(200,))
-            latencies = []
-            with Pusher(cluster.registry_url) as push:
-                for i in range(1, args.pushes + 1):
-                    tag = f"1.0.{i}"
-                    push.flux_artifact(REPO, tag)
-                    latencies.append(wait_for_revision(api, NS, NAME, f"{tag}@"))
-                    print(f"push {i:2d}: {tag} applied after {latencies[-1]:.2f}s", flush=True)
+            flags = ("--tag-ttl", args.tag_ttl, "--interval", args.interval)
+            with running_exporter(cluster.kubeconfig, None, *flags, min_interval=args.min_interval):
+                latencies = rounds(cluster, api, args.pushes)
             q = statistics.quantiles(latencies, n=20)
             print(
                 f"push -> applied over {len(latencies)} pushes (tag TTL {args.tag_ttl}, "
@@ -68,9 +64,6 @@ def main() -> None:
                 f"max {max(latencies):.2f}s, min {min(latencies):.2f}s"
             )
         finally:
-            if exporter is not None:
-                exporter.terminate()
-                exporter.wait(timeout=15)
             api.close()
             cluster.stop()
 

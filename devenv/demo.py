@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 import urllib.parse
+from contextlib import ExitStack
 from pathlib import Path
 
 from kubernetes import client, config
 
 from devenv.cluster import Cluster
+from devenv.exporter import running_exporter
 from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
-from devenv.ports import free_port, wait_for_http
 from devenv.push import Pusher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def main() -> int:
     args = parser.parse_args()
     say("starting a local Flux: etcd, kube-apiserver, source-controller, registry, Prometheus")
     cluster = Cluster.start(ROOT / ".dev-env" / "demo")
-    exporter: subprocess.Popen[bytes] | None = None
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    stack = ExitStack()
     try:
         create_namespace(api, NS)
         with Pusher(cluster.registry_url) as push:
@@ -48,23 +48,19 @@ def main() -> int:
         create_opted_in(api, NS, NAME, f"oci://{cluster.registry}/{REPO}", ">=1.0.0")
         wait_for_revision(api, NS, NAME, f"v1.0.0@{first.digest}", 60)
         say("Flux applied v1.0.0; its next look on its own is in 1h")
-        port = free_port()
-        log = (cluster.logs / "flux-oci-trigger.log").open("wb")
-        exporter = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(cluster.kubeconfig),
-             "--tag-ttl", "5s", "--interval", "10s", "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60, ok_codes=(200,))
-        cluster.add_scrape_target("flux-oci-trigger", f"127.0.0.1:{port}")
-        say(f"flux-oci-trigger is running: http://127.0.0.1:{port}/metrics")
+        log = cluster.logs / "flux-oci-trigger.log"
+        base = stack.enter_context(
+            running_exporter(cluster.kubeconfig, log, "--tag-ttl", "5s", "--interval", "10s")
+        )
+        cluster.add_scrape_target("flux-oci-trigger", base.removeprefix("http://"))
+        say(f"flux-oci-trigger is running: {base}/metrics")
         with Pusher(cluster.registry_url) as push:
             pushed_at = time.monotonic()
             second = push.flux_artifact(REPO, "v1.1.0")
         say(f"pushed v1.1.0 ({second.digest[:19]}…); waiting for the exporter and Flux")
         wait_for_revision(api, NS, NAME, "v1.1.0@", 120)
         say(f"Flux applied v1.1.0 {time.monotonic() - pushed_at:.1f}s after the push")
-        for line in (cluster.logs / "flux-oci-trigger.log").read_text().splitlines():
+        for line in log.read_text().splitlines():
             if "requested reconciliation" in line:
                 print("   exporter: " + line.split(": ", 1)[-1])
         events = client.CoreV1Api(api).list_namespaced_event(NS).items
@@ -73,7 +69,7 @@ def main() -> int:
                 print(f"   event on {NS}/{NAME}: {e.reason}: {e.message}")
         query = urllib.parse.quote('flux_oci_target_state{state="up_to_date"} == 1')
         say("look at:")
-        print(f"   metrics     http://127.0.0.1:{port}/metrics")
+        print(f"   metrics     {base}/metrics")
         print(f"   Prometheus  {cluster.prometheus_url}/graph?g0.expr={query}")
         print(f"   kubectl     KUBECONFIG={cluster.kubeconfig} kubectl -n {NS} get ocirepositories")
         print(f"   check       .venv/bin/flux-oci-trigger check --kubeconfig {cluster.kubeconfig}")
@@ -85,9 +81,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if exporter is not None:
-            exporter.terminate()
-            exporter.wait(timeout=15)
+        stack.close()  # the exporter first, then the cluster it watches
         api.close()
         cluster.stop()
     return 0

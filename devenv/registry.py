@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import bcrypt
 import yaml
@@ -119,6 +119,7 @@ def start_registry(
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     host = f"127.0.0.1:{port}"
+    http: dict[str, Any] = {"addr": host, "secret": secrets.token_hex(16)}
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text"},
@@ -127,15 +128,13 @@ def start_registry(
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": host, "secret": secrets.token_hex(16)},
+        "http": http,
     }
     tls_files = write_tls(workdir / "tls") if tls != "none" else None
     if tls_files is not None:
-        settings: dict[str, object] = {
-            "certificate": str(tls_files.cert), "key": str(tls_files.key)}  # fmt: skip
+        http["tls"] = {"certificate": str(tls_files.cert), "key": str(tls_files.key)}
         if tls == "mutual":
-            settings["clientcas"] = [str(tls_files.ca)]
-        config["http"] = {"addr": host, "secret": secrets.token_hex(16), "tls": settings}
+            http["tls"]["clientcas"] = [str(tls_files.ca)]
     token_server: TokenServer | None = None
     if auth == "token":
         token_server = TokenServer(

@@ -181,10 +181,6 @@ class Checker:
         return ObjectRef(self._resources[source.id.kind], source.id.namespace, source.id.name)
 
     def _act(self, source: Target | SourceProblem, decision: Decision) -> Memory:
-        if decision.applied_after_request_seconds is not None:
-            self._metrics.request_to_applied.labels(str(source.id.kind)).observe(
-                decision.applied_after_request_seconds
-            )
         if not decision.should_request or not isinstance(source, Target):
             return decision.memory
         revision = decision.target_revision or ""

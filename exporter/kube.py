@@ -77,8 +77,6 @@ class Informer:
         self._stop = threading.Event()
         self._response: Any = None
         self.synced = threading.Event()
-        self.lists = 0  # LIST calls made (the initial one, and one per 410)
-        self.errors = 0
         self._thread = threading.Thread(
             target=self._run, name=f"informer-{resource.plural}-{namespace or 'all'}", daemon=True
         )
@@ -119,7 +117,6 @@ class Informer:
             except Exception as exc:  # API errors, connection and protocol failures
                 if self._stop.is_set():
                     return
-                self.errors += 1
                 self._observer.kube_failed(self.resource.plural)
                 log.warning("%s failed: %s; retrying in %.0fs", self._what(), _describe(exc), delay)
                 self._stop.wait(delay * random.uniform(0.8, 1.2))
@@ -137,7 +134,6 @@ class Informer:
         return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
 
     def _list(self) -> str:
-        self.lists += 1
         self._observer.kube_listed(self.resource.plural)
         result = self._call()
         items = result.get("items") or []

@@ -1,5 +1,6 @@
-"""A decision's visible traces: the state row readers see, the error counters, and a
-Warning Event when a target turns bad.
+"""A decision's visible traces: the state row readers see, the error counters, the
+request->applied and first-seen->applied histograms, and a Warning Event when a target
+turns bad.
 
 Events are raised on a change of state or message, not on every failed check: an object
 failing every 2 s would otherwise bury its namespace in Events. The log line goes with
@@ -41,8 +42,13 @@ class Recorder:
         if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
             reason = (decision.error_reason or ErrorReason.PROTOCOL).value
             self._metrics.check_errors.labels(reason).inc()
+        kind = str(source.id.kind)
+        if decision.applied_after_request_seconds is not None:
+            self._metrics.request_to_applied.labels(kind).observe(
+                decision.applied_after_request_seconds
+            )
         if decision.applied_after_seen_seconds is not None:
-            self._metrics.artifact_to_applied.labels(str(source.id.kind)).observe(
+            self._metrics.artifact_to_applied.labels(kind).observe(
                 decision.applied_after_seen_seconds
             )
         changed = (

@@ -7,8 +7,6 @@ Without the built tools the cluster tests are skipped with the reason, unless
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ import pytest
 from kubernetes import client, config
 
 from devenv.cluster import Cluster, missing_tools
-from devenv.ports import free_port, wait_for_http
+from devenv.exporter import running_exporter as start_exporter
 from devenv.push import Pusher
 
 
@@ -75,21 +73,10 @@ def pusher(flux_cluster: Cluster) -> Iterator[Pusher]:
 def running_exporter(cluster: Cluster) -> Iterator[str]:
     """``flux-oci-trigger run`` against the cluster, fast settings; yields its base URL once
     it is ready, and stops it on exit (a later one starts with no memory)."""
-    port = free_port()
-    env = dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s")
-    log = (cluster.logs / f"flux-oci-trigger-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(cluster.kubeconfig),
-         "--tag-ttl", "2s", "--interval", "2s", "--listen", f"127.0.0.1:{port}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60, ok_codes=(200,))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
+    log = cluster.logs / f"flux-oci-trigger-{uuid.uuid4().hex[:8]}.log"
+    with start_exporter(cluster.kubeconfig, log, "--tag-ttl", "2s", "--interval", "2s",
+                        min_interval="1s") as base:  # fmt: skip
+        yield base
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 from tests.cluster.conftest import running_exporter
+from tests.scrape import sample, wait
 
 pytestmark = pytest.mark.cluster
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
@@ -23,27 +23,9 @@ ENABLED = {"oci-trigger.gitlab.com/enabled": "true"}
 REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 
 
-def sample(base: str, name: str, labels: dict[str, str]) -> float | None:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
-
-
 def revision(custom: Any, ns: str, plural: str, name: str) -> str:
     obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
     return str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
-
-
-def wait(predicate: Any, timeout: float = 90, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def annotations_of(custom: Any, ns: str, name: str) -> dict[str, str]:

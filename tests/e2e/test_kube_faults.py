@@ -13,19 +13,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.kubeapi import ControlPlane, binaries, start_control_plane
 from devenv.ports import free_port, wait_for_http
+from tests.scrape import sample, samples, wait
 
 pytestmark = pytest.mark.cluster
 
@@ -67,35 +66,10 @@ def create(api: Any, name: str) -> None:
     )
 
 
-def samples(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(base: str, name: str, **labels: str) -> float | None:
-    return samples(base).get((name, tuple(sorted(labels.items()))))
-
-
 def targets(base: str) -> set[str]:
     """Names of the OCIRepositories the exporter currently reports a state for."""
-    return {
-        dict(labels)["name"]
-        for (name, labels), v in samples(base).items()
-        if name == "flux_oci_target_state" and v == 1
-    }
-
-
-def wait(predicate: Callable[[], Any], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    states = [s for s in samples(base) if s.name == "flux_oci_target_state"]
+    return {s.labels["name"] for s in states if s.value == 1}
 
 
 def test_an_api_server_restart_is_survived_and_an_expired_watch_relists(
@@ -121,14 +95,14 @@ def test_an_api_server_restart_is_survived_and_an_expired_watch_relists(
         )  # fmt: skip
         try:
             wait_for_http(f"{base}/readyz", timeout=60, ok_codes=(200,))
-            wait(lambda: targets(base) == {"kept", "deleted"}, "both objects reported")
+            wait(lambda: targets(base) == {"kept", "deleted"}, what="both objects reported")
             lists = {"resource": "ocirepositories"}
-            assert value(base, "flux_oci_kube_lists_total", **lists) == 1
-            assert value(base, "flux_oci_kube_api_errors_total", **lists) == 0
+            assert sample(base, "flux_oci_kube_lists_total", lists) == 1
+            assert sample(base, "flux_oci_kube_api_errors_total", lists) == 0
 
             plane.stop_apiserver()
-            wait(lambda: (value(base, "flux_oci_kube_api_errors_total", **lists) or 0) >= 1,
-                 "the refused watch to be counted")  # fmt: skip
+            wait(lambda: (sample(base, "flux_oci_kube_api_errors_total", lists) or 0) >= 1,
+                 what="the refused watch to be counted")  # fmt: skip
             with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
                 assert resp.status == 200  # the loop carries on with what it last saw
             assert targets(base) == {"kept", "deleted"}
@@ -141,8 +115,8 @@ def test_an_api_server_restart_is_survived_and_an_expired_watch_relists(
             plane.start_apiserver()
 
             wait(lambda: targets(base) == {"kept", "created"},
-                 "the relist to drop the deleted object and add the created one", 90)  # fmt: skip
-            assert value(base, "flux_oci_kube_lists_total", **lists) == 2  # exactly one relist
+                 what="the relist to drop the deleted object and add the created one")  # fmt: skip
+            assert sample(base, "flux_oci_kube_lists_total", lists) == 2  # exactly one relist
             assert proc.poll() is None
             with api_for(plane.kubeconfig) as api:
                 found = client.CoreV1Api(api).list_namespaced_event(NS).items
