@@ -9,8 +9,8 @@ import random
 import statistics
 import time
 
+from exporter.flux.policy import compile_rule, parse_flux_tag
 from exporter.model import TagRule
-from exporter.policy import compile_rule, parse_flux_tag
 
 
 def main() -> None:

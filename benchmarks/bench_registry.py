@@ -28,8 +28,8 @@ import httpx
 from devenv.push import Pusher
 from devenv.registry import start_registry
 from exporter.model import RepositoryRef, TLSOptions
+from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
-from exporter.tagcache import TagCache
 
 PLAIN = TLSOptions(insecure=True)
 

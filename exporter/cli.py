@@ -55,8 +55,8 @@ def select_command(
     semver_range: str, semver_filter: str | None, flavor: str, output: str, tags: tuple[str, ...]
 ) -> None:
     """Print the tag Flux would pick from TAGS (its original text)."""
+    from exporter.flux.policy import InvalidRule, compile_rule
     from exporter.model import Flavor, TagRule
-    from exporter.policy import InvalidRule, compile_rule
 
     try:
         rule = compile_rule(TagRule(semver_range, semver_filter, Flavor(flavor)))
@@ -107,7 +107,7 @@ def tags_command(
     output: str,
 ) -> None:
     """List every tag of oci://HOST[:PORT]/PATH and, given a rule, the selected tag and digest."""
-    from exporter.probe import ProbeError, probe_repository
+    from exporter.app.probe import ProbeError, probe_repository
 
     try:
         report = probe_repository(
@@ -176,9 +176,9 @@ def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
 
-    from exporter.discovery import KubeError
+    from exporter.app.service import Service
+    from exporter.kube.discovery import KubeError
     from exporter.logsetup import configure
-    from exporter.service import Service
     from exporter.settings import Settings
 
     flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
@@ -215,10 +215,10 @@ def run_command(**flags: object) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: str) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""
-    from exporter.discovery import KubeError
+    from exporter.app.report import render_json, render_table
+    from exporter.app.service import Service
+    from exporter.kube.discovery import KubeError
     from exporter.logsetup import configure
-    from exporter.report import render_json, render_table
-    from exporter.service import Service
     from exporter.settings import Settings
 
     settings = _settings(kubeconfig=kubeconfig, namespaces=namespaces or None, dry_run=True)

@@ -1,10 +1,10 @@
 """Prometheus metrics: per-target series rendered from one snapshot, plus self-instrumentation.
 
-Per-target series (info, state, lag, versions behind, last check, request counters) come
-from a custom collector over ``StateStore.snapshot()``: a scrape copies the state under a
-lock and does no I/O, and a target that disappears takes its series with it. Everything
-else (registry traffic, latency histograms, check errors) uses prometheus_client's own
-types on an injected registry. Names are a public contract (dashboard, alerts).
+Per-target series (info, state, lag, versions behind, last check, request counters) are
+rendered from the state snapshot by ``exporter.app.exposition``, off the scrape path.
+Everything here (registry traffic, latency histograms, check errors, Kubernetes calls,
+the tag cache) uses prometheus_client's own types on an injected registry. Names are a
+public contract (dashboard, alerts).
 """
 
 from __future__ import annotations
@@ -19,17 +19,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.state import StateStore
-from exporter.tagcache import CacheStats
-from exporter.targets import State
+from exporter.registry.cache import CacheStats
 
 CHECK_ERROR_REASONS = (
     "auth", "not_found", "rate_limited", "unavailable", "protocol", "config", "unsupported",
-    "kubernetes",
+    "kubernetes", "internal",
 )  # fmt: skip
 TARGET_LABELS = ("kind", "namespace", "name")
 REQUEST_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
@@ -37,83 +35,23 @@ LEAD_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 REGISTRY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class TargetCollector(Collector):
-    def __init__(
-        self, store: StateStore, cache_stats: Callable[[], CacheStats], tag_ttl: float
-    ) -> None:
-        self._store = store
-        self._cache_stats = cache_stats
-        self._ttl = tag_ttl
+class _CacheCollector(Collector):
+    """The tag cache's counters, read when scraped (three integers)."""
+
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self._stats = stats
 
     def collect(self) -> Iterable[Metric]:
-        snap = self._store.snapshot()
-        cached = f"Tags are cached for {self._ttl:g}s, so values lag the registry by up to that."
-        sources = GaugeMetricFamily(
-            "flux_oci_sources",
-            "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled).",
-            labels=("kind", "namespace", "opted_in"),
-        )
-        for (kind, namespace, opted_in), n in sorted(snap.sources.items()):
-            sources.add_metric((kind, namespace, "true" if opted_in else "false"), n)
-        info = GaugeMetricFamily(
-            "flux_oci_target_info",
-            f"What Flux applied and the freshest artifact it would apply (value 1). {cached}",
-            labels=(*TARGET_LABELS, "url", "rule", "applied_revision", "latest_revision"),
-        )
-        state = GaugeMetricFamily(
-            "flux_oci_target_state",
-            "1 for the target's current state, 0 for the others.",
-            labels=(*TARGET_LABELS, "state"),
-        )
-        lag = GaugeMetricFamily(
-            "flux_oci_target_lag_seconds",
-            f"How long a newer artifact has waited to be applied; 0 when up to date. {cached}",
-            labels=TARGET_LABELS,
-        )
-        behind = GaugeMetricFamily(
-            "flux_oci_target_versions_behind",
-            f"Matching tags newer than the applied one (1 for a moved mutable tag). {cached}",
-            labels=TARGET_LABELS,
-        )
-        last = GaugeMetricFamily(
-            "flux_oci_target_last_check_timestamp_seconds",
-            "Unix time of the target's last successful registry check (cache hits included).",
-            labels=TARGET_LABELS,
-        )
-        for row in snap.targets:
-            ids = (str(row.id.kind), row.id.namespace, row.id.name)
-            info.add_metric((*ids, row.url, row.rule, row.applied_revision, row.latest_revision), 1)
-            for s in State:
-                state.add_metric((*ids, s.value), 1 if row.state is s else 0)
-            lag.add_metric(ids, row.lag_seconds)
-            behind.add_metric(ids, row.versions_behind)
-            if row.last_check is not None:
-                last.add_metric(ids, row.last_check)
+        stats = self._stats()
         requests = CounterMetricFamily(
-            "flux_oci_reconcile_requests",
-            "Reconcile requests sent (dry-run excluded).",
-            labels=TARGET_LABELS,
-        )
-        errors = CounterMetricFamily(
-            "flux_oci_reconcile_request_errors",
-            "Reconcile request patches that failed.",
-            labels=TARGET_LABELS,
-        )
-        for row in snap.targets:
-            ids = (str(row.id.kind), row.id.namespace, row.id.name)
-            requests.add_metric(ids, snap.requests.get(row.id, 0))
-            errors.add_metric(ids, snap.request_errors.get(row.id, 0))
-        stats = self._cache_stats()
-        cache_requests = CounterMetricFamily(
             "flux_oci_tag_cache_requests", "Tag listings asked of the tag cache."
         )
-        cache_requests.add_metric((), stats.requests)
-        cache_hits = CounterMetricFamily(
+        requests.add_metric((), stats.requests)
+        hits = CounterMetricFamily(
             "flux_oci_tag_cache_hits", "Tag listings answered from the cache."
         )
-        cache_hits.add_metric((), stats.hits)
-        return [sources, info, state, lag, behind, last, requests, errors,
-                cache_requests, cache_hits]  # fmt: skip
+        hits.add_metric((), stats.hits)
+        return [requests, hits]
 
 
 class Metrics:
@@ -186,8 +124,18 @@ class Metrics:
             self.kube_lists.labels(resource)
             self.kube_errors.labels(resource)
 
-    def attach(self, store: StateStore, cache_stats: Callable[[], CacheStats], ttl: float) -> None:
-        self.registry.register(TargetCollector(store, cache_stats, ttl))
+    def attach(self, cache_stats: Callable[[], CacheStats]) -> None:
+        self.registry.register(_CacheCollector(cache_stats))
+
+    # CheckObserver
+    def check_failed(self, reason: str) -> None:
+        self.check_errors.labels(reason).inc()
+
+    def applied(self, kind: str, after_request: float | None, after_seen: float | None) -> None:
+        if after_request is not None:
+            self.request_to_applied.labels(kind).observe(after_request)
+        if after_seen is not None:
+            self.artifact_to_applied.labels(kind).observe(after_seen)
 
     # RegistryObserver
     def request(self, registry: str, code: str, seconds: float) -> None:

@@ -1,10 +1,14 @@
-"""HTTP endpoints: /metrics (Prometheus), /healthz (the loop is alive), /readyz (lists done).
+"""HTTP endpoints: /metrics (Prometheus), /healthz (checks make progress), /readyz (lists
+done, first full check done).
 
-A scrape renders the metrics from the state snapshot: no I/O, no registry or API call.
+A scrape serves the per-target families as already-rendered bytes (``targets``, gzip
+when the scraper accepts it) followed by the small self-instrumentation registry: no
+I/O, no registry or API call, nothing proportional to the number of targets computed.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,10 +23,12 @@ class Endpoints(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         registry: CollectorRegistry,
+        targets: Callable[[bool], bytes],
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
     ) -> None:
         self.metrics_registry = registry
+        self.targets = targets
         self.healthy = healthy
         self.ready = ready
         super().__init__(address, _Handler)
@@ -42,16 +48,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._send(200, generate_latest(self.server.metrics_registry), CONTENT_TYPE_LATEST)
+            zipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            live = generate_latest(self.server.metrics_registry)
+            body = self.server.targets(zipped) + (gzip.compress(live, 1) if zipped else live)
+            self._send(200, body, CONTENT_TYPE_LATEST, "gzip" if zipped else None)
         elif path in ("/healthz", "/readyz"):
             ok, why = (self.server.healthy if path == "/healthz" else self.server.ready)()
             self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
         else:
             self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
+    def _send(self, code: int, body: bytes, content_type: str, encoding: str | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        if encoding is not None:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

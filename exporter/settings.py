@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from exporter.annotations import DEFAULT_PREFIX, parse_duration
+from exporter.flux.annotations import DEFAULT_PREFIX, parse_duration
 
 ENV_PREFIX = "FLUX_OCI_TRIGGER_"
 LOG_FORMATS = ("text", "json")

@@ -21,9 +21,11 @@ from email.utils import parsedate_to_datetime
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``retries`` extra attempts after the first; delays in seconds."""
+    """``retries`` extra attempts after the first; delays in seconds. Without
+    ``retry_rate_limited`` a 429 is final at once (its ``Retry-After`` goes to the caller)."""
 
     retries: int = 3
+    retry_rate_limited: bool = True
     base_delay: float = 0.25
     max_delay: float = 8.0
     max_retry_after: float = 60.0

@@ -122,7 +122,7 @@ class Exchanger:
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), self._wall_clock()
                 )
-                if attempt < self._policy.retries:
+                if self._policy.retry_rate_limited and attempt < self._policy.retries:
                     self._sleep(self._policy.after_429(retry_after, attempt))
                     attempt += 1
                     continue

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app.exposition import Exposition
+from exporter.app.state import StateStore, TargetRow
+from exporter.flux.targets import State, TargetId, TargetKind
 from exporter.metrics import CHECK_ERROR_REASONS, Metrics
-from exporter.state import StateStore, TargetRow
-from exporter.tagcache import CacheStats
-from exporter.targets import State, TargetId, TargetKind
+from exporter.registry.cache import CacheStats
 
 APP = TargetId(TargetKind.OCI_REPOSITORY, "team-a", "app")
 CHART = TargetId(TargetKind.HELM_CHART, "team-b", "team-b-web")
@@ -34,8 +37,21 @@ def row(target: TargetId, state: State, **kw: object) -> TargetRow:
 def setup() -> tuple[Metrics, StateStore]:
     store = StateStore()
     metrics = Metrics()
-    metrics.attach(store, lambda: CacheStats(requests=10, hits=7, fetches=3), ttl=60)
+    metrics.attach(lambda: CacheStats(requests=10, hits=7, fetches=3))
     return metrics, store
+
+
+def scrape(metrics: Metrics, store: StateStore) -> bytes:
+    """What /metrics serves: the rendered per-target families, then the live registry."""
+    return Exposition(store, 60).render()[1] + generate_latest(metrics.registry)
+
+
+def value(text: bytes, name: str, labels: dict[str, str] | None = None) -> float | None:
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            if s.name == name and s.labels == (labels or {}):
+                return float(s.value)
+    return None
 
 
 def test_target_series_follow_the_snapshot(setup: tuple[Metrics, StateStore]) -> None:
@@ -46,10 +62,14 @@ def test_target_series_follow_the_snapshot(setup: tuple[Metrics, StateStore]) ->
     store.set_sources(
         {("OCIRepository", "team-a", True): 1, ("HelmRepository", "team-b", False): 3}
     )
-    get = metrics.registry.get_sample_value
+    text = scrape(metrics, store)
+
+    def get(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return value(text, name, labels)
+
     ids = {"kind": "OCIRepository", "namespace": "team-a", "name": "app"}
     assert get("flux_oci_target_state", {**ids, "state": "behind"}) == 1
-    assert get("flux_oci_target_state", {**ids, "state": "up_to_date"}) == 0
+    assert get("flux_oci_target_state", {**ids, "state": "up_to_date"}) is None  # current only
     assert get("flux_oci_target_lag_seconds", ids) == 42.5
     assert get("flux_oci_target_versions_behind", ids) == 2
     assert get("flux_oci_reconcile_requests_total", ids) == 1
@@ -61,9 +81,31 @@ def test_target_series_follow_the_snapshot(setup: tuple[Metrics, StateStore]) ->
         assert get("flux_oci_check_errors_total", {"reason": reason}) == 0
 
     store.keep_only({CHART})
-    text = generate_latest(metrics.registry).decode()
-    assert 'name="app"' not in text
-    assert 'name="team-b-web"' in text
+    after = scrape(metrics, store).decode()
+    assert 'name="app"' not in after
+    assert 'name="team-b-web"' in after
+
+
+def test_a_render_reuses_unchanged_rows_and_serves_gzip() -> None:
+    store = StateStore()
+    exposition = Exposition(store, 60)
+    store.put(row(APP, State.BEHIND, last_check=1e9))
+    store.put(row(CHART, State.UP_TO_DATE, last_check=1e9))
+    first = exposition.render()
+    store.put(row(APP, State.PENDING, last_check=2e9))
+    second = exposition.render()
+    assert second[0] > first[0]
+    assert b'state="pending"' in second[1] and b'state="behind"' not in second[1]
+    assert gzip.decompress(exposition.body(gzipped=True)) == exposition.body()
+
+
+def test_label_values_are_escaped() -> None:
+    store = StateStore()
+    store.put(row(APP, State.ERROR, rule='semver >=1 filter ^v\\d+"x"\n'))
+    text = Exposition(store, 60).render()[1]
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    (info,) = families["flux_oci_target_info"].samples
+    assert info.labels["rule"] == 'semver >=1 filter ^v\\d+"x"\n'
 
 
 def test_registry_observer_counts(setup: tuple[Metrics, StateStore]) -> None:
@@ -88,7 +130,7 @@ def test_promtool_check_metrics_is_clean(setup: tuple[Metrics, StateStore]) -> N
     store.put(row(APP, State.BEHIND, lag_seconds=1.0, last_check=1e9))
     metrics.request_to_applied.labels("OCIRepository").observe(3.2)
     metrics.request("registry.example", "200", 0.1)
-    exposition = generate_latest(metrics.registry)
+    exposition = scrape(metrics, store)
     done = subprocess.run([promtool, "check", "metrics"], input=exposition,
                           capture_output=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.annotations import (
+from exporter.flux.annotations import (
     DEFAULT_PREFIX,
     Options,
     OptionsResult,

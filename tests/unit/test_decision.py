@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.annotations import Options
-from exporter.decision import Decision, Hold, decide
-from exporter.memory import Backoff, Memory, Request
-from exporter.model import Flavor, RepositoryRef, TagRule
-from exporter.observation import Fresh, NoMatch, RegistryFailure
-from exporter.revision import AppliedRevision
-from exporter.targets import (
+from exporter.core.decision import Decision, Hold, decide
+from exporter.core.memory import Backoff, Memory, Request
+from exporter.core.observation import Fresh, NoMatch, RegistryFailure
+from exporter.core.timestamps import format_request_token, parse_timestamp
+from exporter.flux.annotations import Options
+from exporter.flux.revision import AppliedRevision
+from exporter.flux.targets import (
     Access,
     ErrorReason,
     SourceProblem,
@@ -22,7 +22,7 @@ from exporter.targets import (
     TargetKind,
     WatchRule,
 )
-from exporter.timestamps import format_request_token, parse_timestamp
+from exporter.model import Flavor, RepositoryRef, TagRule
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -78,7 +78,7 @@ def test_source_problems() -> None:
     tid = TargetId(TargetKind.OCI_REPOSITORY, "a", "b")
     config = SourceProblem(tid, "v1", "ocirepositories", ErrorReason.CONFIG, ("x", "y"))
     d = decide(config, None, EMPTY, T0)
-    assert (d.state, d.error_reason, d.reason) == (State.CONFIG_ERROR, ErrorReason.CONFIG, "x; y")
+    assert (d.state, d.error_reason, d.message) == (State.CONFIG_ERROR, ErrorReason.CONFIG, "x; y")
     unsupported = replace(config, reason=ErrorReason.UNSUPPORTED)
     assert decide(unsupported, None, EMPTY, T0).state is State.UNSUPPORTED
     assert not decide(config, NEW, EMPTY, T0).should_request
@@ -88,7 +88,7 @@ def test_suspended_and_pinned_never_request() -> None:
     d = decide(oci(suspended=True), NEW, EMPTY, T0)
     assert d.state is State.SUSPENDED and not d.should_request
     d = decide(oci(rule=WatchRule.pinned(digest=D1)), None, EMPTY, T0)
-    assert d.state is State.PINNED and not d.should_request and D1 in d.reason
+    assert d.state is State.PINNED and not d.should_request and D1 in d.message
     d = decide(oci(rule=WatchRule.pinned(digest=D1), suspended=True), None, EMPTY, T0)
     assert d.state is State.SUSPENDED
 
@@ -195,7 +195,8 @@ def test_lag_counts_from_oldest_unapplied_artifact() -> None:
     caught_up = oci(applied=("1.1.0", D2))
     d = decide(caught_up, newer, d.memory, T0 + 150)
     assert d.lag_seconds == 50
-    assert decide(oci(applied=("1.2.0", D3)), newer, d.memory, T0 + 160).memory == EMPTY
+    done = decide(oci(applied=("1.2.0", D3)), newer, d.memory, T0 + 160)
+    assert done.memory == replace(EMPTY, last_fresh=newer)  # nothing left but the last look
 
 
 def stuck_target(target: Target, token: str) -> Target:
@@ -214,7 +215,7 @@ def test_stuck_backs_off_from_one_minute_to_one_hour() -> None:
     while now < T0 + 6 * 3600:
         now += 1
         d = decide(target, NEW, memory, now)
-        assert d.state is State.STUCK and "OCIArtifactPullFailed" in d.reason
+        assert d.state is State.STUCK and "OCIArtifactPullFailed" in d.message
         if d.should_request:
             delays.append(now - last)
             last = now
@@ -288,7 +289,7 @@ def test_no_report_when_something_else_was_applied() -> None:
 def test_registry_failure(reason: ErrorReason, state: State) -> None:
     d = decide(oci(), RegistryFailure(reason, "401 from ghcr.io"), EMPTY, T0)
     assert (d.state, d.error_reason, d.should_request) == (state, reason, False)
-    assert d.reason == "401 from ghcr.io"
+    assert d.message == "401 from ghcr.io"
 
 
 def test_registry_failure_keeps_the_lag_of_the_last_known_artifact() -> None:

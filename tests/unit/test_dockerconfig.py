@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from exporter.dockerconfig import DockerConfig, DockerConfigError, merge, parse
 from exporter.model import Credentials
+from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge, parse
 
 
 def b64(text: str) -> str:

@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from exporter.model import Flavor, TagRule
-from exporter.policy import (
+from exporter.flux.policy import (
     InvalidRule,
     compile_rule,
     is_pinned_chart_version,
     parse_flux_tag,
 )
+from exporter.model import Flavor, TagRule
 
 OCI, HELM = Flavor.OCI, Flavor.HELM
 

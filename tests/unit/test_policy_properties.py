@@ -13,10 +13,10 @@ import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.constraints import Constraints
+from exporter.flux.constraints import Constraints
+from exporter.flux.policy import CompiledRule, compile_rule, parse_flux_tag
+from exporter.flux.semver import Version
 from exporter.model import Flavor, TagRule
-from exporter.policy import CompiledRule, compile_rule, parse_flux_tag
-from exporter.semver import Version
 
 RANGES = [
     "*",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from exporter.report import render_json, render_table
-from exporter.state import TargetRow
-from exporter.targets import State, TargetId, TargetKind
+from exporter.app.report import render_json, render_table
+from exporter.app.state import TargetRow
+from exporter.flux.targets import State, TargetId, TargetKind
 
 DIGEST = "sha256:" + "ab" * 32
 ROWS = (

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.revision import (
+from exporter.flux.revision import (
     AppliedRevision,
     RevisionProblem,
     chart_version_key,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.constraints import Constraints, InvalidConstraint, parse_comparator
-from exporter.semver import InvalidVersion, parse_strict_version, parse_version
+from exporter.flux.constraints import Constraints, InvalidConstraint, parse_comparator
+from exporter.flux.semver import InvalidVersion, parse_strict_version, parse_version
 
 CASES: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "data" / "masterminds-semver-cases.json").read_text()

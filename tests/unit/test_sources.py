@@ -7,17 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.annotations import DEFAULT_PREFIX, Options
-from exporter.helm_sources import (
+from exporter.flux.annotations import DEFAULT_PREFIX, Options
+from exporter.flux.helm_sources import (
     HelmRepositoryInfo,
     helm_chart_source,
     helm_chart_target,
     helm_repository_info,
 )
-from exporter.model import Flavor, RepositoryRef, TagRule
-from exporter.revision import AppliedRevision
-from exporter.sources import HELM_CHART_LAYER, is_oci_source, oci_repository_target
-from exporter.targets import (
+from exporter.flux.revision import AppliedRevision
+from exporter.flux.sources import HELM_CHART_LAYER, is_oci_source, oci_repository_target
+from exporter.flux.targets import (
     Access,
     ErrorReason,
     RuleKind,
@@ -27,6 +26,7 @@ from exporter.targets import (
     TargetKind,
     WatchRule,
 )
+from exporter.model import Flavor, RepositoryRef, TagRule
 
 P = DEFAULT_PREFIX
 DIGEST = "sha256:" + "ab" * 32

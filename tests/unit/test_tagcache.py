@@ -8,12 +8,12 @@ from collections import Counter
 import pytest
 
 from exporter.model import ANONYMOUS, DEFAULT_TLS, Credentials, RepositoryRef, TLSOptions
+from exporter.registry.cache import TagCache
 from exporter.registry.errors import (
     RegistryNotFound,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from exporter.tagcache import TagCache
 
 REPO = RepositoryRef("registry.example:5000", "group/app")
 OTHER = RepositoryRef("registry.example:5000", "group/other")

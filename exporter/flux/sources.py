@@ -1,7 +1,7 @@
 """Raw OCIRepository objects -> what to watch and what Flux applied.
 
-Every Flux field path the exporter reads is in this module, ``exporter.helm_sources``
-(HelmRepository, HelmChart) or ``exporter.flux_fields`` (what all kinds share), so a
+Every Flux field path the exporter reads is in this module, ``exporter.flux.helm_sources``
+(HelmRepository, HelmChart) or ``exporter.flux.fields`` (what all kinds share), so a
 Flux API change is a diff there. Input is the object as the API server returns it
 (``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``); v1 and v1beta2
 OCIRepository share the fields read here. Nothing is trusted to be well-formed: missing
@@ -13,11 +13,11 @@ value there is reported (a typo must not silently opt out).
 
 from __future__ import annotations
 
-from exporter.annotations import (
+from exporter.flux.annotations import (
     REQUESTED_REVISION,
     parse_options,
 )
-from exporter.flux_fields import (
+from exporter.flux.fields import (
     Obj,
     access_of,
     annotations_of,
@@ -30,19 +30,19 @@ from exporter.flux_fields import (
     text,
     unsupported_reason,
 )
-from exporter.model import Flavor, TagRule
-from exporter.revision import (
+from exporter.flux.revision import (
     is_digest,
     is_tag,
     parse_oci_revision,
 )
-from exporter.targets import (
+from exporter.flux.targets import (
     ErrorReason,
     SourceProblem,
     Target,
     TargetKind,
     WatchRule,
 )
+from exporter.model import Flavor, TagRule
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 

@@ -1,8 +1,9 @@
-"""Wiring for ``run`` and ``check``: API client, informers, registry, cache, checker, server.
+"""Wiring for ``run`` and ``check``: API client, informers, registry, cache, engine, server.
 
-The loop: wait for the initial lists, then every ``min_interval`` seconds (or sooner when
-a watch event arrives) run a pass that checks the targets that are due. The tag cache
-bounds registry traffic whatever the pass frequency. SIGTERM ends the loop cleanly.
+The loop: wait for the initial lists, then step the engine once a second: it starts the
+checks that are due and handles their results as they complete. A watch event hands the
+changed objects to the engine at the next step (they are parsed once per change). The
+tag cache bounds registry traffic whatever the check frequency. SIGTERM ends the loop.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from exporter.access import AccessResolver
-from exporter.checker import Checker, CheckerConfig
-from exporter.discovery import KubeError, Resource, discover
-from exporter.kube import Informer
-from exporter.memory import Backoff
+from exporter.app.engine import Engine, EngineConfig
+from exporter.app.exposition import Exposition
+from exporter.app.state import StateStore
+from exporter.app.workers import HostWorkers
+from exporter.core.memory import Backoff
+from exporter.kube.access import AccessResolver
+from exporter.kube.discovery import KubeError, Resource, discover
+from exporter.kube.informer import Informer
+from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
+from exporter.registry.backoff import RetryPolicy
+from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
 from exporter.server import Endpoints
 from exporter.settings import Settings
-from exporter.state import StateStore
-from exporter.tagcache import TagCache
-from exporter.trigger import Trigger
 
 log = logging.getLogger(__name__)
 _from_file: Any = k8s_config.new_client_from_config
@@ -56,11 +60,16 @@ class Service:
             log.warning("the API server serves no OCIRepository (is Flux installed?)")
         self.metrics = Metrics()
         self.registry = RegistryClient(
-            observer=self.metrics, max_concurrency_per_registry=settings.registry_concurrency
+            observer=self.metrics,
+            max_concurrency_per_registry=settings.registry_concurrency,
+            # no waiting inside a check: a 429 comes back at once (the target returns
+            # after Retry-After), other failures get one quick retry
+            retry_policy=RetryPolicy(retries=1, max_delay=0.5, retry_rate_limited=False),
         )
         self.cache = TagCache(self.registry, ttl=settings.tag_ttl, clock=time.monotonic)
         self.store = StateStore()
-        self.metrics.attach(self.store, self.cache.stats, settings.tag_ttl)
+        self.metrics.attach(self.cache.stats)
+        self.exposition = Exposition(self.store, settings.tag_ttl)
         self.wake = threading.Event()
         self.metrics.kube_resources(r.plural for r in self.resources.values())
         self.informers = [
@@ -68,24 +77,28 @@ class Service:
             for resource in self.resources.values()
             for namespace in (settings.namespaces or (None,))
         ]
-        self.checker = Checker(
-            CheckerConfig(
+        trigger = Trigger(
+            self.api, annotation_prefix=settings.annotation_prefix, rate=settings.patch_rate
+        )
+        self.workers = HostWorkers(settings.registry_concurrency)
+        self.engine = Engine(
+            EngineConfig(
                 prefix=settings.annotation_prefix,
                 min_interval=settings.min_interval,
                 default_interval=settings.interval,
                 dry_run=settings.dry_run if dry_run is None else dry_run,
                 backoff=Backoff(settings.stuck_backoff_min, settings.stuck_backoff_max),
+                stall_after=max(120.0, settings.interval * 3),
             ),
             resources=self.resources,
             cache=self.cache,
             access=AccessResolver(self.api, clock=time.monotonic),
-            trigger=Trigger(
-                self.api, annotation_prefix=settings.annotation_prefix, rate=settings.patch_rate
-            ),
+            patcher=trigger,
+            events=trigger,
             store=self.store,
-            metrics=self.metrics,
+            observer=self.metrics,
+            workers=self.workers,
         )
-        self.heartbeat = time.monotonic()
         self.stopping = threading.Event()
 
     def _on_event(self, kind: str, resource: Resource, obj: Mapping[str, Any]) -> None:
@@ -104,43 +117,55 @@ class Service:
         return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in self.informers)
 
     def run_once(self) -> int:
-        self.heartbeat = time.monotonic()
-        return self.checker.run_pass(self.objects(), force=True)
+        self.wake.clear()
+        return self.engine.run_pass(self.objects())
 
     def healthy(self) -> tuple[bool, str]:
-        age = time.monotonic() - self.heartbeat
-        limit = max(120.0, self.settings.interval * 3)
-        return (age < limit, f"last pass {age:.0f}s ago (limit {limit:.0f}s)")
+        return self.engine.healthy()
 
     def ready(self) -> tuple[bool, str]:
         synced = all(i.synced.is_set() for i in self.informers)
         done = self.store.snapshot().passes > 0
-        return (synced and done, f"lists synced: {synced}; first pass done: {done}")
+        return (synced and done, f"lists synced: {synced}; first full check done: {done}")
 
     def serve(self) -> Endpoints:
         host, _, port = self.settings.listen.rpartition(":")
-        server = Endpoints((host.strip("[]") or "0.0.0.0", int(port)),
-                           self.metrics.registry, self.healthy, self.ready)  # fmt: skip
+        server = Endpoints(
+            (host.strip("[]") or "0.0.0.0", int(port)),
+            self.metrics.registry,
+            lambda zipped: self.exposition.body(gzipped=zipped),
+            self.healthy,
+            self.ready,
+        )
         server.start()
+        self.exposition.start()
         log.info("serving /metrics, /healthz, /readyz on %s", self.settings.listen)
         return server
 
     def loop(self) -> None:
+        self.wake.clear()
+        self.engine.sync(self.objects())
         while not self.stopping.is_set():
-            self.heartbeat = time.monotonic()
-            try:
-                self.checker.run_pass(self.objects())
-            except Exception:
-                log.exception("pass failed")
-                self.metrics.check_errors.labels("kubernetes").inc()
-            self.wake.wait(self.settings.min_interval)
             if self.wake.is_set():
                 self.wake.clear()
-                self.stopping.wait(1.0)  # let a burst of watch events settle
+                try:
+                    self.engine.sync(self.objects())
+                except Exception:
+                    log.exception("reading the watched objects failed")
+                    self.metrics.check_failed("internal")
+            try:
+                self.engine.step(1.0)
+            except Exception:
+                log.exception("engine step failed")
+                self.metrics.check_failed("internal")
+                self.stopping.wait(1.0)
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
         for informer in self.informers:
             informer.stop()
+        self.engine.stop()
+        self.workers.stop()
+        self.exposition.stop()
         self.registry.close()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.revision import chart_version_key, format_oci_revision
-from exporter.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.flux.revision import chart_version_key, format_oci_revision
+from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,13 @@ class NoMatch:
 @dataclass(frozen=True)
 class RegistryFailure:
     """The registry (or the rule, for ``config``) failed; ``last_known`` is the last
-    freshest artifact seen, when the caller still has it."""
+    freshest artifact seen, when the caller still has it; ``retry_after`` the seconds the
+    registry asked us to wait (HTTP 429), when it said."""
 
     reason: ErrorReason
     message: str = ""
     last_known: Fresh | None = None
+    retry_after: float | None = None
 
 
 Observation = Fresh | NoMatch | RegistryFailure

@@ -35,9 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from exporter.annotations import pattern_allows
-from exporter.memory import DEFAULT_BACKOFF, Backoff, Memory, Request, remember
-from exporter.observation import (
+from exporter.core.memory import DEFAULT_BACKOFF, Backoff, Memory, Request, remember
+from exporter.core.observation import (
     Fresh,
     NoMatch,
     Observation,
@@ -48,8 +47,9 @@ from exporter.observation import (
     target_revision,
     version_text,
 )
-from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target
-from exporter.timestamps import format_request_token, parse_timestamp
+from exporter.core.timestamps import format_request_token, parse_timestamp
+from exporter.flux.annotations import pattern_allows
+from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
 
 _REASON_MAX = 300
 
@@ -68,7 +68,7 @@ class Hold(StrEnum):
 @dataclass(frozen=True)
 class Decision:
     state: State
-    reason: str
+    message: str  # one line for the log, the Event and ``check``
     error_reason: ErrorReason | None = None
     target_revision: str | None = None
     lag_seconds: float = 0.0
@@ -130,11 +130,20 @@ def decide(
         return Decision(State.PINNED, _bounded(f"pinned to {pin}"), memory=memory)
     if observation is None:
         raise ValueError(f"{target.id}: an observation is needed for a {target.rule.kind} rule")
+    memory = replace(memory, last_fresh=_last_fresh(observation, memory))
     if isinstance(observation, NoMatch):
         return Decision(State.NO_MATCH, "no tag satisfies the rule", memory=memory)
     if isinstance(observation, RegistryFailure):
         return _failure(target, observation, memory, now)
     return _fresh(target, observation, memory, now, backoff)
+
+
+def _last_fresh(observation: Observation, memory: Memory) -> Fresh | None:
+    if isinstance(observation, Fresh):
+        return observation
+    if isinstance(observation, RegistryFailure) and observation.last_known is not None:
+        return observation.last_known
+    return memory.last_fresh
 
 
 def _failure(target: Target, failure: RegistryFailure, memory: Memory, now: float) -> Decision:
@@ -188,7 +197,7 @@ def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Ba
             target_revision=revision,
             applied_after_request_seconds=_since(target, requested, now),
             applied_after_seen_seconds=_since(target, seen, now),
-            memory=Memory(),
+            memory=Memory(last_fresh=fresh),
         )
 
     memory = remember(target, memory, revision, _appeared(fresh, now))
@@ -206,20 +215,20 @@ def _fresh(target: Target, fresh: Fresh, memory: Memory, now: float, backoff: Ba
 
     if ours is None and target.requested_revision != revision:
         if hold is not None:
-            return replace(base, why_not=hold, reason=f"{base.reason}; held back by {hold}")
+            return replace(base, why_not=hold, message=f"{base.message}; held back by {hold}")
         return _request(base, memory, revision, now, attempts=1)
 
     if not _acknowledged(target, ours):
         return replace(
             base,
             state=State.PENDING,
-            reason=f"reconcile of {revision} requested; Flux has not handled it yet",
+            message=f"reconcile of {revision} requested; Flux has not handled it yet",
             why_not=Hold.ALREADY_REQUESTED,
         )
     stuck = replace(
         base,
         state=State.STUCK,
-        reason=_bounded(
+        message=_bounded(
             f"Flux handled the request for {revision} but did not apply it"
             + (f" (Ready: {target.ready_reason})" if target.ready_reason else "")
         ),

@@ -10,23 +10,32 @@ the Event, so a failure that cannot be recorded as an Event (API server away) st
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
-from exporter.decision import Decision
-from exporter.metrics import Metrics
-from exporter.observation import Fresh, NoMatch, Observation
-from exporter.state import StateStore, TargetRow
-from exporter.targets import ErrorReason, RuleKind, SourceProblem, State, Target
-from exporter.trigger import ObjectRef, Trigger
+from exporter.app.actor import EventSink
+from exporter.app.state import StateStore, TargetRow
+from exporter.core.decision import Decision
+from exporter.core.observation import Fresh, NoMatch, Observation
+from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.kube.trigger import ObjectRef
 
 log = logging.getLogger(__name__)
 BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
 
 
+class CheckObserver(Protocol):
+    """Told of every failed check and every applied request (``exporter.metrics``)."""
+
+    def check_failed(self, reason: str) -> None: ...
+
+    def applied(self, kind: str, after_request: float | None, after_seen: float | None) -> None: ...
+
+
 class Recorder:
-    def __init__(self, store: StateStore, metrics: Metrics, trigger: Trigger) -> None:
+    def __init__(self, store: StateStore, observer: CheckObserver, events: EventSink) -> None:
         self._store = store
-        self._metrics = metrics
-        self._trigger = trigger
+        self._observer = observer
+        self._events = events
 
     def record(
         self,
@@ -40,26 +49,21 @@ class Recorder:
         """Store the target's row, count its errors, and raise an Event if it turned bad."""
         previous = self._store.row(source.id)
         if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
-            reason = (decision.error_reason or ErrorReason.PROTOCOL).value
-            self._metrics.check_errors.labels(reason).inc()
-        kind = str(source.id.kind)
-        if decision.applied_after_request_seconds is not None:
-            self._metrics.request_to_applied.labels(kind).observe(
-                decision.applied_after_request_seconds
-            )
-        if decision.applied_after_seen_seconds is not None:
-            self._metrics.artifact_to_applied.labels(kind).observe(
-                decision.applied_after_seen_seconds
-            )
+            reason = (decision.error_reason or ErrorReason.INTERNAL).value
+            self._observer.check_failed(reason)
+        after_request = decision.applied_after_request_seconds
+        after_seen = decision.applied_after_seen_seconds
+        if after_request is not None or after_seen is not None:
+            self._observer.applied(str(source.id.kind), after_request, after_seen)
         changed = (
             previous is None
             or previous.state is not decision.state
-            or previous.message != decision.reason
+            or previous.message != decision.message
         )
         if decision.state in BAD and changed:
-            log.warning("%s is %s: %s", source.id, decision.state.value, decision.reason)
-            self._trigger.event(ref, _event_reason(decision.state), decision.reason,
-                                warning=True)  # fmt: skip
+            log.warning("%s is %s: %s", source.id, decision.state.value, decision.message)
+            self._events.event(ref, _event_reason(decision.state), decision.message,
+                               warning=True)  # fmt: skip
         target = source if isinstance(source, Target) else None
         ok_check = isinstance(observation, Fresh | NoMatch)
         self._store.put(
@@ -71,7 +75,7 @@ class Recorder:
                 latest_revision=decision.target_revision or (fresh.tag if fresh else ""),
                 state=decision.state,
                 reason=(decision.error_reason.value if decision.error_reason else ""),
-                message=decision.reason,
+                message=decision.message,
                 lag_seconds=decision.lag_seconds,
                 versions_behind=decision.versions_behind,
                 last_check=now if ok_check else None,

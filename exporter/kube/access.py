@@ -25,9 +25,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from exporter.dockerconfig import DockerConfig, DockerConfigError, merge
-from exporter.dockerconfig import parse as parse_docker_config
 from exporter.model import ANONYMOUS, Credentials, RepositoryRef, TLSOptions
+from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge
+from exporter.registry.dockerconfig import parse as parse_docker_config
 
 
 class AccessError(Exception):
@@ -47,7 +47,7 @@ class AccessRefs:
 
 
 @dataclass(frozen=True)
-class Access:
+class RegistryAccess:
     credentials: Credentials
     tls: TLSOptions
 
@@ -64,7 +64,7 @@ class AccessResolver:
         self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, refs: AccessRefs, repo: RepositoryRef) -> Access:
+    def resolve(self, refs: AccessRefs, repo: RepositoryRef) -> RegistryAccess:
         configs: list[DockerConfig] = []
         credentials: Credentials | None = None
         if refs.secret_name:
@@ -96,7 +96,7 @@ class AccessResolver:
                     f"secret {refs.namespace}/{refs.cert_secret_name}: "
                     "a client certificate needs both tls.crt and tls.key"
                 )
-        return Access(credentials or ANONYMOUS, tls)
+        return RegistryAccess(credentials or ANONYMOUS, tls)
 
     # -- reads, cached briefly --------------------------------------------------------------
 

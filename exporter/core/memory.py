@@ -1,5 +1,6 @@
-"""What survives between passes for one target: when each newer artifact was first seen,
-our last reconcile request, and the back-off for repeating a request Flux did not apply.
+"""What survives between checks of one target: when each newer artifact was first seen,
+our last reconcile request, the freshest artifact last seen, and the back-off for
+repeating a request Flux did not apply.
 
 Immutable: the decision takes a :class:`Memory` and hands back the next one. Across
 restarts only the annotations survive (``requested-revision``, ``requestedAt``); the
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from exporter.observation import applied_key, revision_key
-from exporter.targets import Target
+from exporter.core.observation import Fresh, applied_key, revision_key
+from exporter.flux.targets import Target
 
 MAX_FIRST_SEEN = 32
 
@@ -27,10 +28,13 @@ class Request:
 
 @dataclass(frozen=True)
 class Memory:
-    """Per target, kept by the caller across passes. ``first_seen``: (revision, time)."""
+    """Per target, kept by the caller across checks. ``first_seen``: (revision, time);
+    ``last_fresh``: the freshest artifact the registry last named, kept through registry
+    failures so the lag keeps growing from it."""
 
     first_seen: tuple[tuple[str, float], ...] = ()
     request: Request | None = None
+    last_fresh: Fresh | None = None
 
     def seen_at(self, revision: str) -> float | None:
         return next((at for rev, at in self.first_seen if rev == revision), None)

@@ -1,6 +1,6 @@
 """The nouns of the core loop: what is watched (:class:`Target`) and its verdict (:class:`State`).
 
-:mod:`exporter.sources` builds targets from Flux objects, :mod:`exporter.decision`
+:mod:`exporter.flux.sources` builds targets from Flux objects, :mod:`exporter.core.decision`
 judges them, and the metrics export :class:`State` and :class:`ErrorReason` values as
 label values: both are closed sets, so adding a member is an API change.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from exporter.annotations import Options
+from exporter.flux.annotations import Options
+from exporter.flux.revision import AppliedRevision
 from exporter.model import RepositoryRef, TagRule
-from exporter.revision import AppliedRevision
 
 
 class TargetKind(StrEnum):
@@ -47,6 +47,7 @@ class ErrorReason(StrEnum):
     PROTOCOL = "protocol"
     CONFIG = "config"
     UNSUPPORTED = "unsupported"
+    INTERNAL = "internal"  # a bug of ours: logged with its traceback
 
 
 class RuleKind(StrEnum):

@@ -1,4 +1,4 @@
-"""Kubernetes reads: list and watch Flux's objects (``exporter.discovery`` finds them).
+"""Kubernetes reads: list and watch Flux's objects (``exporter.kube.discovery`` finds them).
 
 One informer thread per (resource, namespace scope) LISTs once, then WATCHes from the list's
 resourceVersion. A watch that ends (server timeout) resumes from the last resourceVersion
@@ -6,7 +6,7 @@ seen (bookmarks keep it fresh); only a 410 Gone forces a new LIST. API errors ba
 exponentially (1 s doubling to 60 s). There are no periodic LISTs.
 
 Objects are handed on as plain dicts (the API's JSON): field paths are read only by
-``exporter.sources``. kubernetes client exceptions do not leave this module: callers see
+``exporter.flux.sources``. kubernetes client exceptions do not leave this module: callers see
 ``KubeError``.
 """
 
@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
-from exporter.discovery import KubeError, Resource
+from exporter.kube.discovery import KubeError, Resource
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import re2
 
-from exporter.semver import InvalidVersion, Version, parse_version, prerelease_key
+from exporter.flux.semver import InvalidVersion, Version, parse_version, prerelease_key
 
 
 class InvalidConstraint(ValueError):

@@ -11,20 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.annotations import (
+from exporter.flux.annotations import (
     ENABLED,
     opted_out,
 )
-from exporter.model import RepositoryRef
-from exporter.revision import (
+from exporter.flux.revision import (
     AppliedRevision,
     RevisionProblem,
 )
-from exporter.targets import (
+from exporter.flux.targets import (
     Access,
     TargetId,
     TargetKind,
 )
+from exporter.model import RepositoryRef
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 SUPPORTED_PROVIDERS = frozenset({"", "generic"})

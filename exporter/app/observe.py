@@ -8,17 +8,17 @@ that tag's digest. Failures come back as ``RegistryFailure`` values, never excep
 
 from __future__ import annotations
 
-from exporter.access import Access
+from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure
+from exporter.flux.policy import InvalidRule, compile_rule
+from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.kube.access import RegistryAccess
 from exporter.model import RepositoryRef
-from exporter.observation import Fresh, NoMatch, Observation, RegistryFailure
-from exporter.policy import InvalidRule, compile_rule
-from exporter.registry.errors import RegistryError, RegistryNotFound
-from exporter.tagcache import TagCache
-from exporter.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.registry.cache import TagCache
+from exporter.registry.errors import RegistryError, RegistryNotFound, RegistryRateLimited
 
 
 def observe(
-    target: Target, access: Access, cache: TagCache, last_known: Fresh | None
+    target: Target, access: RegistryAccess, cache: TagCache, last_known: Fresh | None
 ) -> Observation:
     rule = target.rule
     repo = target.repository
@@ -28,11 +28,14 @@ def observe(
         if rule.kind is RuleKind.SEMVER and rule.tag_rule is not None:
             return _semver(target, access, cache, last_known)
     except RegistryError as exc:
-        return RegistryFailure(ErrorReason(exc.reason), str(exc), last_known)
+        wait = exc.retry_after if isinstance(exc, RegistryRateLimited) else None
+        return RegistryFailure(ErrorReason(exc.reason), str(exc), last_known, wait)
     raise ValueError(f"{target.id}: no registry observation for a {rule.kind} rule")
 
 
-def _mutable_tag(repo: RepositoryRef, tag: str, access: Access, cache: TagCache) -> Observation:
+def _mutable_tag(
+    repo: RepositoryRef, tag: str, access: RegistryAccess, cache: TagCache
+) -> Observation:
     try:
         digest, stale = cache.digest(repo, tag, access.credentials, access.tls)
     except RegistryNotFound:
@@ -42,7 +45,7 @@ def _mutable_tag(repo: RepositoryRef, tag: str, access: Access, cache: TagCache)
 
 
 def _semver(
-    target: Target, access: Access, cache: TagCache, last_known: Fresh | None
+    target: Target, access: RegistryAccess, cache: TagCache, last_known: Fresh | None
 ) -> Observation:
     assert target.rule.tag_rule is not None
     try:

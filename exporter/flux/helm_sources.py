@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from exporter.annotations import (
+from exporter.flux.annotations import (
     REQUESTED_REVISION,
     OptionsResult,
     opted_out,
     parse_options,
 )
-from exporter.flux_fields import (
+from exporter.flux.fields import (
     Obj,
     access_of,
     annotations_of,
@@ -29,12 +29,11 @@ from exporter.flux_fields import (
     text,
     unsupported_reason,
 )
-from exporter.model import Flavor, RepositoryRef, TagRule
-from exporter.policy import is_pinned_chart_version
-from exporter.revision import (
+from exporter.flux.policy import is_pinned_chart_version
+from exporter.flux.revision import (
     parse_chart_revision,
 )
-from exporter.targets import (
+from exporter.flux.targets import (
     Access,
     ErrorReason,
     SourceProblem,
@@ -42,6 +41,7 @@ from exporter.targets import (
     TargetKind,
     WatchRule,
 )
+from exporter.model import Flavor, RepositoryRef, TagRule
 
 _CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.dockerconfig import DockerConfigError
-from exporter.dockerconfig import parse as parse_docker_config
+from exporter.flux.policy import InvalidRule, compile_rule
 from exporter.model import ANONYMOUS, Flavor, RepositoryRef, TagRule, TLSOptions
-from exporter.policy import InvalidRule, compile_rule
 from exporter.registry.client import RegistryClient
+from exporter.registry.dockerconfig import DockerConfigError
+from exporter.registry.dockerconfig import parse as parse_docker_config
 from exporter.registry.errors import RegistryError
 
 EXIT_INVALID = 2

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.state import TargetRow
+from exporter.app.state import TargetRow
 
 HEADER: tuple[str, ...] = (
     "KIND", "NAMESPACE", "NAME", "APPLIED", "FRESHEST", "STATE", "REQUEST", "REASON",

@@ -1,6 +1,6 @@
 """The one place where the exporter's mutable state lives; readers get immutable snapshots.
 
-The checker writes a row per target after each check and drops the row when the object
+The engine writes a row per target after each check and drops the row when the object
 goes away (so no stale series survive it); the metrics collector and the ``check``
 command read a ``Snapshot``: a copy taken under the lock, nothing computed on read.
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from exporter.targets import State, TargetId
+from exporter.flux.targets import State, TargetId
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TargetRow:
 
 @dataclass(frozen=True)
 class Snapshot:
+    version: int
     targets: tuple[TargetRow, ...]
     sources: Mapping[tuple[str, str, bool], int]  # (kind, namespace, opted_in) -> count
     requests: Mapping[TargetId, int]
@@ -53,6 +54,8 @@ class _Counters:
 class StateStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._version = 0  # bumped on every change: the exposition renders once per change
         self._rows: dict[TargetId, TargetRow] = {}
         self._sources: dict[tuple[str, str, bool], int] = {}
         self._counters = _Counters()
@@ -65,7 +68,9 @@ class StateStore:
             previous = self._rows.get(row.id)
             if previous is not None and row.last_check is None:
                 row = replace(row, last_check=previous.last_check)
-            self._rows[row.id] = row
+            if row != previous:
+                self._rows[row.id] = row
+                self._bump()
 
     def row(self, target: TargetId) -> TargetRow | None:
         with self._lock:
@@ -74,20 +79,26 @@ class StateStore:
     def keep_only(self, alive: set[TargetId]) -> None:
         """Forget targets (and their counters) whose objects are gone or opted out."""
         with self._lock:
-            for gone in [t for t in self._rows if t not in alive]:
-                del self._rows[gone]
+            gone = [t for t in self._rows if t not in alive]
+            for target in gone:
+                del self._rows[target]
             for counter in (self._counters.requests, self._counters.request_errors):
-                for gone in [t for t in counter if t not in alive]:
-                    del counter[gone]
+                for target in [t for t in counter if t not in alive]:
+                    del counter[target]
+            if gone:
+                self._bump()
 
     def count_request(self, target: TargetId, *, failed: bool) -> None:
         with self._lock:
             counter = self._counters.request_errors if failed else self._counters.requests
             counter[target] = counter.get(target, 0) + 1
+            self._bump()
 
     def set_sources(self, counts: Mapping[tuple[str, str, bool], int]) -> None:
         with self._lock:
-            self._sources = dict(counts)
+            if dict(counts) != self._sources:
+                self._sources = dict(counts)
+                self._bump()
 
     def pass_done(self, now: float) -> None:
         with self._lock:
@@ -95,10 +106,26 @@ class StateStore:
             self._passes += 1
             self._last_pass_end = now
 
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def wait_for_change(self, since: int, timeout: float) -> int:
+        """Block until the version differs from ``since`` (or ``timeout``); the version."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != since, timeout)
+            return self._version
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(
-                targets=tuple(sorted(self._rows.values(), key=lambda r: str(r.id))),
+                version=self._version,
+                targets=tuple(sorted(self._rows.values(), key=_order)),
                 sources=MappingProxyType(dict(self._sources)),
                 requests=MappingProxyType(dict(self._counters.requests)),
                 request_errors=MappingProxyType(dict(self._counters.request_errors)),
@@ -106,3 +133,7 @@ class StateStore:
                 passes=self._passes,
                 last_pass_end=self._last_pass_end,
             )
+
+
+def _order(row: TargetRow) -> tuple[str, str, str]:
+    return (row.id.kind.value, row.id.namespace, row.id.name)

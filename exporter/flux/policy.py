@@ -31,10 +31,10 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.constraints import Constraints, InvalidConstraint
+from exporter.flux.constraints import Constraints, InvalidConstraint
+from exporter.flux.regex import RegexError, Search
+from exporter.flux.semver import Version, strict_version_or_none
 from exporter.model import Flavor, TagRule
-from exporter.regex import RegexError, Search
-from exporter.semver import Version, strict_version_or_none
 
 
 class InvalidRule(ValueError):

@@ -5,7 +5,7 @@ the semver 2.0 spec and from npm in small ways that decide which tag wins: the
 loose parser accepts ``v1``, ``1.2`` and leading zeros, and prerelease identifiers
 order numbers below text. Reimplementing those rules here, checked against the
 library's own test tables, is what lets the exporter predict Flux's choice instead
-of approximating it. Ranges over these versions live in ``exporter.constraints``.
+of approximating it. Ranges over these versions live in ``exporter.flux.constraints``.
 """
 
 from __future__ import annotations

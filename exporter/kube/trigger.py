@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from exporter.discovery import Resource
+from exporter.kube.discovery import Resource
 
 log = logging.getLogger(__name__)
 

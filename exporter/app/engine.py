@@ -1,0 +1,364 @@
+"""The engine: plan which targets are due, observe them concurrently, decide and act in order.
+
+Three kinds of threads, each with one job:
+
+- the **coordinator** (whoever calls :meth:`Engine.step`) owns every :class:`Tracked`
+  record. It plans (``core.plan``), hands registry work to the workers, and handles the
+  results in completion order: ``decide`` (pure), then queue the side effects, then
+  record. Nothing on it waits for a registry or the API server;
+- the **workers** (``HostWorkers``), partitioned per registry host, resolve the object's
+  registry access and observe the registry through the shared tag cache. A slow or
+  rate-limited host only delays its own targets; a check that outlives its deadline is
+  reported (``error``, ``unavailable``) while it finishes in the background;
+- the **actor** sends patches and Events behind the rate limit, in order.
+
+A target that needs no registry (a problem, suspended, pinned) is judged on the spot.
+A check whose object changed while it ran is dropped: the new version is due at once.
+Liveness is progress: :meth:`healthy` fails only when checks are due and none completed
+(or was reported overdue) for ``stall_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from exporter.app.actor import Actor, EventSink, Patch, Patched, Patcher
+from exporter.app.catalog import Catalog
+from exporter.app.observe import observe
+from exporter.app.recorder import CheckObserver, Recorder
+from exporter.app.state import StateStore
+from exporter.app.workers import HostWorkers
+from exporter.core.decision import Decision, decide
+from exporter.core.memory import Backoff
+from exporter.core.observation import Observation, RegistryFailure
+from exporter.core.plan import Tracked, is_due, needs_registry, wait_after_failure
+from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
+from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
+from exporter.kube.discovery import Resource
+from exporter.kube.trigger import ObjectRef
+from exporter.model import RepositoryRef
+from exporter.registry.cache import TagCache
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class AccessSource(Protocol):
+    def resolve(self, refs: AccessRefs, repo: RepositoryRef) -> RegistryAccess: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    prefix: str
+    min_interval: float
+    default_interval: float
+    dry_run: bool
+    backoff: Backoff
+    deadline: float = 30.0  # seconds a check may take before it is reported overdue
+    retry_after_cap: float = 300.0  # the longest Retry-After honoured
+    expedite_every: float = 5.0
+    stall_after: float = 120.0  # liveness: no progress for this long while checks are due
+
+
+@dataclass(frozen=True)
+class _Observed:
+    target: TargetId
+    source: Target
+    observation: Observation
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        resources: Mapping[str, Resource],
+        cache: TagCache,
+        access: AccessSource,
+        patcher: Patcher,
+        events: EventSink,
+        store: StateStore,
+        observer: CheckObserver,
+        workers: HostWorkers,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._c = config
+        self._resources = resources
+        self._cache = cache
+        self._access = access
+        self._store = store
+        self._workers = workers
+        self._observer = observer
+        self._clock = clock
+        self._done: queue.SimpleQueue[_Observed | Patched] = queue.SimpleQueue()
+        self._actor = Actor(patcher, events, self._done.put)
+        self._recorder = Recorder(store, observer, self._actor)
+        self._catalog = Catalog(
+            config.prefix,
+            min_interval=config.min_interval,
+            default_interval=config.default_interval,
+        )
+        self._tracked: dict[TargetId, Tracked] = {}
+        self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome
+        self._sweep: set[TargetId] | None = None  # targets left in the current sweep
+        self._sweep_started = 0.0
+        self._lock = threading.Lock()  # guards progress_at for readers on other threads
+        self._progress_at = clock()
+        self.checks = 0  # checks completed (for tests and benchmarks)
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def sync(self, objects: Mapping[str, Sequence[Obj]]) -> None:
+        """Take the informers' objects: new targets are due at once, changed ones too."""
+        parsed, counts = self._catalog.update(objects)
+        self._store.set_sources(counts)
+        for target_id, p in parsed.items():
+            assert p.source is not None
+            known = self._tracked.get(target_id)
+            if known is None:
+                self._tracked[target_id] = Tracked(p.source, p.version)
+            elif known.version != p.version:
+                self._tracked[target_id] = replace(known, source=p.source, version=p.version)
+        for gone in [t for t in self._tracked if t not in parsed]:
+            del self._tracked[gone]
+            self._decisions.pop(gone, None)
+            if self._sweep is not None:
+                self._sweep.discard(gone)
+        self._store.keep_only(set(self._tracked))
+        if self._sweep is None:
+            self._begin_sweep(self._clock())
+
+    def nudge(self, targets: Sequence[TargetId], *, expedite_for: float = 0.0) -> int:
+        """Check these targets now (and every ``expedite_every`` s for ``expedite_for`` s)."""
+        now = self._clock()
+        found = 0
+        for target_id in targets:
+            t = self._tracked.get(target_id)
+            if t is not None:
+                found += 1
+                until = max(t.expedite_until, now + expedite_for)
+                self._tracked[target_id] = replace(t, nudged=True, expedite_until=until)
+        return found
+
+    # -- the coordinator ------------------------------------------------------------------------
+
+    def step(self, timeout: float) -> None:
+        """Start what is due, then handle results for up to ``timeout`` seconds."""
+        self._schedule(self._clock())
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = (
+                    self._done.get(timeout=max(0.0, left)) if left > 0 else self._done.get_nowait()
+                )
+            except queue.Empty:
+                return
+            self._handle(message)
+
+    def run_pass(self, objects: Mapping[str, Sequence[Obj]], timeout: float | None = None) -> int:
+        """Check every target once, wait for the results and the side effects (``check``,
+        ``--once``); returns how many targets were checked."""
+        self.sync(objects)
+        self._tracked = {k: replace(t, nudged=True) for k, t in self._tracked.items()}
+        before = self.checks
+        limit = time.monotonic() + (timeout if timeout is not None else self._c.deadline + 30)
+        self._schedule(self._clock())
+        while self._busy() and time.monotonic() < limit:
+            self.step(0.2)
+        self._actor.flush(timeout=30)
+        while True:  # patch outcomes queued while flushing
+            try:
+                self._handle(self._done.get_nowait())
+            except queue.Empty:
+                break
+        return self.checks - before
+
+    def stop(self) -> None:
+        self._actor.stop()
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        with self._lock:
+            age = self._clock() - self._progress_at
+        ok = age < self._c.stall_after
+        return ok, f"last progress {age:.0f}s ago (limit {self._c.stall_after:.0f}s)"
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self._decisions) or any(
+            t.in_flight_since is not None and not t.overdue for t in self._tracked.values()
+        )
+
+    def _progress(self, now: float) -> None:
+        with self._lock:
+            self._progress_at = now
+
+    def _schedule(self, now: float) -> None:
+        idle = True
+        for target_id, t in list(self._tracked.items()):
+            if t.in_flight_since is not None:
+                idle = False
+                if not t.overdue and now - t.in_flight_since > self._c.deadline:
+                    self._report_overdue(t, now)
+                continue
+            if target_id in self._decisions:
+                idle = False
+                continue
+            if is_due(t, now, self._c.default_interval, self._c.expedite_every):
+                idle = False
+                self._start(t, now)
+        if idle:
+            self._progress(now)
+
+    def _start(self, t: Tracked, now: float) -> None:
+        source = t.source
+        if not needs_registry(source):
+            self._finish(replace(t, nudged=False), None, now)
+            return
+        assert isinstance(source, Target)
+        last = t.memory.last_fresh
+        self._tracked[source.id] = replace(t, in_flight_since=now, nudged=False, overdue=False)
+
+        def job() -> None:
+            self._done.put(_Observed(source.id, source, self._observe(source, last)))
+
+        self._workers.submit(source.repository.registry, job)
+
+    def _observe(self, target: Target, last: Any) -> Observation:
+        """On a worker thread: access, then the registry; never raises."""
+        try:
+            try:
+                access = self._access.resolve(_refs(target), target.repository)
+            except AccessError as exc:
+                return RegistryFailure(ErrorReason.CONFIG, str(exc), last)
+            return observe(target, access, self._cache, last)
+        except Exception:
+            log.exception("checking %s failed unexpectedly", target.id)
+            return RegistryFailure(ErrorReason.INTERNAL, "internal error (see the log)", last)
+
+    def _handle(self, message: _Observed | Patched) -> None:
+        now = self._clock()
+        if isinstance(message, Patched):
+            self._patched(message)
+            return
+        t = self._tracked.get(message.target)
+        if t is None:
+            return  # the object went away meanwhile
+        if t.source is not message.source:  # changed meanwhile: check the new version now
+            self._tracked[message.target] = replace(t, in_flight_since=None, overdue=False)
+            return
+        self._finish(t, message.observation, now)
+
+    def _report_overdue(self, t: Tracked, now: float) -> None:
+        failure = RegistryFailure(
+            ErrorReason.UNAVAILABLE,
+            f"{t.source.repository.registry if isinstance(t.source, Target) else ''}: "
+            f"no answer within {self._c.deadline:.0f}s",
+            t.memory.last_fresh,
+        )
+        decision = decide(t.source, failure, t.memory, now, backoff=self._c.backoff)
+        self._recorder.record(t.source, self._ref(t.source), decision, failure, None, now)
+        self._tracked[t.source.id] = replace(t, overdue=True, memory=decision.memory)
+        self._swept(t.source.id, now)
+
+    def _finish(self, t: Tracked, observation: Observation | None, now: float) -> None:
+        source = t.source
+        try:
+            decision = decide(source, observation, t.memory, now, backoff=self._c.backoff)
+        except Exception:  # a bug must not stop the other targets
+            log.exception("deciding on %s failed unexpectedly", source.id)
+            self._observer.check_failed(ErrorReason.INTERNAL.value)
+            self._tracked[source.id] = replace(
+                t, in_flight_since=None, overdue=False, checked_at=now,
+                checked_version=t.version,
+            )  # fmt: skip
+            return
+        not_before = 0.0
+        if isinstance(observation, RegistryFailure):
+            not_before = now + wait_after_failure(observation.retry_after, self._c.retry_after_cap)
+        fresh = decision.memory.last_fresh
+        self._recorder.record(source, self._ref(source), decision, observation, fresh, now)
+        self._tracked[source.id] = replace(
+            t,
+            memory=decision.memory,
+            checked_version=t.version,
+            checked_at=now,
+            not_before=not_before,
+            in_flight_since=None,
+            overdue=False,
+        )
+        self._act(source, decision)
+        self.checks += 1
+        self._swept(source.id, now)
+        self._progress(now)
+
+    def _act(self, source: Target | SourceProblem, decision: Decision) -> None:
+        if not decision.should_request or not isinstance(source, Target):
+            return
+        revision = decision.target_revision or ""
+        applied = source.applied.raw if source.applied else "nothing"
+        if self._c.dry_run:
+            log.info("dry run: would request reconciliation of %s: %s -> %s",
+                     source.id, applied, revision)  # fmt: skip
+            return
+        self._decisions[source.id] = decision
+        self._actor.patch(
+            Patch(source.id, self._ref(source), decision.request_token or "", revision, applied)
+        )
+
+    def _patched(self, outcome: Patched) -> None:
+        target_id = outcome.patch.target
+        decision = self._decisions.pop(target_id, None)
+        if outcome.existed:
+            self._store.count_request(target_id, failed=not outcome.ok)
+        t = self._tracked.get(target_id)
+        if t is None or decision is None or not outcome.ok:
+            return
+        self._tracked[target_id] = replace(t, memory=decision.memory_after_request or t.memory)
+
+    def _begin_sweep(self, now: float) -> None:
+        self._sweep = set(self._tracked)
+        self._sweep_started = now
+        if not self._sweep:  # nothing to check: done at once, and again at the next sync
+            self._store.pass_done(now)
+            self._sweep = None
+
+    def _swept(self, target_id: TargetId, now: float) -> None:
+        if self._sweep is None:
+            return
+        self._sweep.discard(target_id)
+        if self._sweep:
+            return
+        first = self._store.snapshot().passes == 0
+        self._store.pass_done(now)
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "%s full check of %d targets in %.1fs",
+            "first" if first else "a", len(self._tracked), now - self._sweep_started,
+        )  # fmt: skip
+        self._sweep = set(self._tracked)
+        self._sweep_started = now
+
+    def _ref(self, source: Target | SourceProblem) -> ObjectRef:
+        return ObjectRef(self._resources[source.id.kind], source.id.namespace, source.id.name)
+
+
+def _refs(target: Target) -> AccessRefs:
+    a = target.access
+    return AccessRefs(
+        namespace=target.id.namespace,
+        secret_name=a.secret,
+        service_account=a.service_account,
+        cert_secret_name=a.cert_secret,
+        insecure=a.insecure,
+        basic_auth_keys=target.id.kind == "HelmChart",
+    )

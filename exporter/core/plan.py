@@ -1,0 +1,74 @@
+"""One record per target, and which targets are due for a check. Pure.
+
+The engine keeps a :class:`Tracked` per target: the source as last parsed (with the
+resourceVersion it came from), the decision's :class:`Memory`, and the bookkeeping of
+the schedule. A target is due when its object changed since its last check, when an
+event nudged it, or when its interval has passed, and never while a check of it is in
+flight or its registry asked us to wait (HTTP 429 ``Retry-After``, capped by the caller).
+A target in an expedite window (a build announced by a tag push) is checked every
+``expedite_every`` seconds until the window ends or a new artifact shows up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.core.memory import Memory
+from exporter.flux.targets import RuleKind, SourceProblem, Target
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What the engine knows of one target between checks.
+
+    ``version``: the resourceVersion(s) the source was parsed from; ``checked_version`` the
+    one of the last completed check. Times are Unix seconds from the caller's clock.
+    """
+
+    source: Target | SourceProblem
+    version: str
+    memory: Memory = field(default_factory=Memory)
+    checked_version: str | None = None
+    checked_at: float | None = None  # when the last check completed
+    not_before: float = 0.0  # the registry asked us to wait until then
+    in_flight_since: float | None = None  # a check (or a patch) of it is under way
+    overdue: bool = False  # the check in flight passed its deadline and was reported
+    nudged: bool = False  # an event asked for a check now
+    expedite_until: float = 0.0  # check every ``expedite_every`` seconds until then
+
+
+def needs_registry(source: Target | SourceProblem) -> bool:
+    """Problems, suspended and pinned targets are judged without asking the registry."""
+    return (
+        isinstance(source, Target)
+        and not source.suspended
+        and source.rule.kind is not RuleKind.PINNED
+    )
+
+
+def interval_of(source: Target | SourceProblem, default_interval: float) -> float:
+    return source.options.interval if isinstance(source, Target) else default_interval
+
+
+def is_due(
+    tracked: Tracked, now: float, default_interval: float, expedite_every: float = 5.0
+) -> bool:
+    if tracked.in_flight_since is not None:
+        return False
+    if tracked.checked_at is None or tracked.version != tracked.checked_version:
+        return True
+    if now < tracked.not_before:
+        return False
+    if tracked.nudged:
+        return True
+    since = now - tracked.checked_at
+    if now < tracked.expedite_until and since >= expedite_every:
+        return True
+    return since >= interval_of(tracked.source, default_interval)
+
+
+def wait_after_failure(retry_after: float | None, cap: float) -> float:
+    """Seconds before a rate-limited target is checked again: ``Retry-After``, capped."""
+    if retry_after is None or retry_after <= 0:
+        return 0.0
+    return min(retry_after, cap)
