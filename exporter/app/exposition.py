@@ -36,7 +36,8 @@ FAMILIES = (
     ("flux_oci_target_last_check_timestamp_seconds", "gauge",
      "Unix time of the target's last successful registry check (cache hits included)."),
     ("flux_oci_reconcile_requests_total", "counter", "Reconcile requests sent (dry-run excluded)."),
-    ("flux_oci_reconcile_request_errors_total", "counter", "Reconcile request patches that failed."),
+    ("flux_oci_reconcile_request_errors_total", "counter",
+     "Reconcile request patches that failed."),
 )  # fmt: skip
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
 
