@@ -24,6 +24,7 @@ from exporter import __version__
 EXIT_NO_MATCH = 1
 EXIT_INVALID = 2
 EXIT_REGISTRY = 3
+EXIT_KUBE = 4
 
 
 def _fail(code: int, message: str) -> None:
@@ -177,7 +178,7 @@ def run_command(**flags: object) -> None:
     import signal
 
     from exporter.app.service import Service
-    from exporter.kube.discovery import KubeError
+    from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
     from exporter.settings import Settings
 
@@ -188,7 +189,7 @@ def run_command(**flags: object) -> None:
     try:
         service = Service(settings)
     except KubeError as exc:
-        _fail(EXIT_REGISTRY, str(exc))
+        _fail(EXIT_KUBE, str(exc))
         return
     server = None if settings.once else service.serve()
     if not service.start_informers():
@@ -217,7 +218,7 @@ def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: s
     """One pass, no patches: what each target's state is and whether a request would go out."""
     from exporter.app.report import render_json, render_table
     from exporter.app.service import Service
-    from exporter.kube.discovery import KubeError
+    from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
     from exporter.settings import Settings
 
@@ -227,7 +228,7 @@ def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: s
     try:
         service = Service(settings, dry_run=True)
     except KubeError as exc:
-        _fail(EXIT_REGISTRY, str(exc))
+        _fail(EXIT_KUBE, str(exc))
         return
     try:
         if not service.start_informers():

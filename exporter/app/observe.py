@@ -8,11 +8,12 @@ that tag's digest. Failures come back as ``RegistryFailure`` values, never excep
 
 from __future__ import annotations
 
-from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure
+from dataclasses import replace
+
+from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure, is_applied
 from exporter.flux.policy import InvalidRule, compile_rule
 from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
 from exporter.kube.access import RegistryAccess
-from exporter.model import RepositoryRef
 from exporter.registry.cache import TagCache
 from exporter.registry.errors import RegistryError, RegistryNotFound, RegistryRateLimited
 
@@ -21,10 +22,9 @@ def observe(
     target: Target, access: RegistryAccess, cache: TagCache, last_known: Fresh | None
 ) -> Observation:
     rule = target.rule
-    repo = target.repository
     try:
         if rule.kind is RuleKind.TAG and rule.tag is not None:
-            return _mutable_tag(repo, rule.tag, access, cache)
+            return _mutable_tag(target, rule.tag, access, cache)
         if rule.kind is RuleKind.SEMVER and rule.tag_rule is not None:
             return _semver(target, access, cache, last_known)
     except RegistryError as exc:
@@ -33,14 +33,13 @@ def observe(
     raise ValueError(f"{target.id}: no registry observation for a {rule.kind} rule")
 
 
-def _mutable_tag(
-    repo: RepositoryRef, tag: str, access: RegistryAccess, cache: TagCache
-) -> Observation:
+def _mutable_tag(target: Target, tag: str, access: RegistryAccess, cache: TagCache) -> Observation:
+    repo = target.repository
     try:
         digest, stale = cache.digest(repo, tag, access.credentials, access.tls)
     except RegistryNotFound:
         return NoMatch()
-    fresh = Fresh(tag=tag, digest=digest)
+    fresh = _with_creation(target, Fresh(tag=tag, digest=digest), access, cache)
     return fresh if not stale else RegistryFailure(ErrorReason.UNAVAILABLE, "stale", fresh)
 
 
@@ -70,7 +69,17 @@ def _semver(
         chart_version=best.chart_version if target.id.kind is TargetKind.HELM_CHART else None,
         versions_behind=behind,
     )
+    fresh = _with_creation(target, fresh, access, cache)
     if listing.stale or digest_stale:
         reason = ErrorReason(listing.error) if listing.error else ErrorReason.UNAVAILABLE
         return RegistryFailure(reason, "serving the last good tag list", fresh)
     return fresh
+
+
+def _with_creation(target: Target, fresh: Fresh, access: RegistryAccess, cache: TagCache) -> Fresh:
+    """A new artifact's creation time starts its lag (one manifest read per new digest,
+    kept for ever); an applied one needs none."""
+    if fresh.digest is None or is_applied(target, fresh):
+        return fresh
+    created = cache.created(target.repository, fresh.digest, access.credentials, access.tls)
+    return replace(fresh, created_at=created) if created is not None else fresh

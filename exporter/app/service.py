@@ -23,7 +23,8 @@ from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
-from exporter.kube.discovery import KubeError, Resource, discover
+from exporter.kube.discovery import Resource, discover
+from exporter.kube.errors import KubeError
 from exporter.kube.informer import Informer
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics

@@ -54,7 +54,9 @@ class RevisionProblem:
 
 
 def _shown(raw: str) -> str:
-    return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "…")
+    """The value as a quoted literal, bounded after escaping (an escape is up to 10 chars)."""
+    text = repr(raw)
+    return text if len(text) <= _SHOWN + 2 else text[: _SHOWN + 1] + "…'"
 
 
 def is_tag(text: str) -> bool:

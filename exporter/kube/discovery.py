@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from exporter.kube.errors import KubeError
+
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
-
-
-class KubeError(Exception):
-    """The API server failed or refused; the message names the call, never a credential."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
-from exporter.kube.discovery import KubeError, Resource
+from exporter.kube.discovery import Resource
+from exporter.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,14 @@ class TagLister(Protocol):
         tls: TLSOptions = ...,
     ) -> str: ...
 
+    def manifest_created(
+        self,
+        repo: RepositoryRef,
+        digest: str,
+        credentials: Credentials = ...,
+        tls: TLSOptions = ...,
+    ) -> float | None: ...
+
 
 @dataclass
 class _Entry(Generic[T]):
@@ -204,6 +212,20 @@ class TagCache:
             key, lambda: self._lister.resolve_digest(repo, tag, credentials, tls)
         )
         return digest, error is not None
+
+    def created(
+        self,
+        repo: RepositoryRef,
+        digest: str,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions | None = None,
+    ) -> float | None:
+        """When the artifact was built (its ``org.opencontainers.image.created``), if it
+        says; None when unknown or unreadable. Content-addressed: the client keeps it."""
+        try:
+            return self._lister.manifest_created(repo, digest, credentials, tls or TLSOptions())
+        except RegistryError:
+            return None  # only the lag's start depends on it: first seen is the fallback
 
     def stats(self) -> CacheStats:
         """Counts over tag listings (the expensive call): asked, answered from cache, fetched."""

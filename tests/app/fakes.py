@@ -45,6 +45,7 @@ class FakeRegistry:
     tags: dict[str, list[str]] = field(default_factory=dict)  # "host/path" -> tags
     gates: dict[str, threading.Event] = field(default_factory=dict)  # host -> released when set
     failures: dict[str, RegistryError] = field(default_factory=dict)  # host -> raised
+    created: dict[str, float] = field(default_factory=dict)  # digest -> Unix seconds
     delay: float = 0.0
     calls: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -90,6 +91,16 @@ class FakeRegistry:
     ) -> str:
         with self._call(repo, "digest"):
             return DIGEST
+
+    def manifest_created(
+        self,
+        repo: RepositoryRef,
+        digest: str,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions = DEFAULT_TLS,
+    ) -> float | None:
+        with self._call(repo, "created"):
+            return self.created.get(digest)
 
 
 class FakeAccess:

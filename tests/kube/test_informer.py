@@ -10,7 +10,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from exporter.kube.discovery import KubeError, Resource
+from exporter.kube.discovery import Resource
+from exporter.kube.errors import KubeError
 from exporter.kube.informer import Informer, _Gone
 
 OCI = Resource("OCIRepository", "source.toolkit.fluxcd.io", "v1", "ocirepositories")

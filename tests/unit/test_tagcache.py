@@ -68,6 +68,15 @@ class Lister:
             raise self.fail
         return "sha256:" + f"{len(reference):064d}"
 
+    def manifest_created(
+        self,
+        repo: RepositoryRef,
+        digest: str,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions = DEFAULT_TLS,
+    ) -> float | None:
+        return None
+
 
 def test_hit_within_ttl_and_refetch_after() -> None:
     clock, lister = Clock(), Lister()
