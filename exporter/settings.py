@@ -52,8 +52,9 @@ class Settings:
     (9100) and Flux's own controllers (8080 metrics, 9440 probes)."""
     patch_rate: float = 5.0
     """Reconcile requests (merge-patches) per second, at most, across all objects."""
-    registry_concurrency: int = 4
-    """Requests in flight to one registry host, at most."""
+    registry_concurrency: int = 8
+    """Checks (and HTTP requests) in flight to one registry host, at most: each host has
+    its own workers and queue, so a slow host never delays another host's objects."""
     stuck_backoff_min: float = 60.0
     """Seconds before the first repeat of a request Flux handled without applying it."""
     stuck_backoff_max: float = 3600.0
