@@ -14,6 +14,7 @@ Exit codes (a contract scripts rely on):
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -170,6 +171,7 @@ def _settings(**flags: object) -> object:
 )
 @click.option("--annotation-prefix", default=None, help="Opt-in annotation prefix.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("--log-level", type=click.Choice(["debug", "info", "error"]), default=None)
 @click.option(
     "--listen", default=None, help="Address of /metrics, /healthz, /readyz (default 0.0.0.0:9798)."
 )
@@ -185,7 +187,7 @@ def run_command(**flags: object) -> None:
     flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
     settings = _settings(**flags)
     assert isinstance(settings, Settings)
-    configure(settings.log_format)
+    configure(settings.log_format, level=logging.getLevelName(settings.log_level.upper()))
     try:
         service = Service(settings)
     except KubeError as exc:

@@ -1,4 +1,8 @@
-"""Log lines as text for people or JSON for log pipelines (one object per line)."""
+"""Log lines as text for people or JSON for log pipelines (one object per line).
+
+JSON lines about one Flux object carry ``kind``, ``namespace``, ``name`` (and ``revision``
+where there is one) as keys, like Flux's own controllers, so pipelines filter per object.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for key in ("kind", "namespace", "name", "revision"):  # the object, as Flux logs it
+            value = getattr(record, f"object_{key}", None)
+            if value is not None:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -20,6 +20,7 @@ from exporter.flux.annotations import DEFAULT_PREFIX, parse_duration
 
 ENV_PREFIX = "FLUX_OCI_TRIGGER_"
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "error")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/")
 _LISTEN = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
@@ -45,6 +46,8 @@ class Settings:
     """Prefix of the per-object annotations, ending in ``/``."""
     log_format: str = "text"
     """``text`` for people, ``json`` (one object per line) for log pipelines."""
+    log_level: str = "info"
+    """``debug``, ``info`` or ``error`` (warnings show at info and debug)."""
     listen: str = "0.0.0.0:9798"
     """``host:port`` of /metrics, /healthz and /readyz. The Prometheus exporter range
     9100-9999 is fully allocated, so no default avoids every exporter; 9798 keeps clear
@@ -147,6 +150,7 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "once": _bool,
     "annotation_prefix": _text,
     "log_format": _text,
+    "log_level": _text,
     "listen": _text,
     "patch_rate": _positive_float,
     "registry_concurrency": _positive_int,
@@ -184,6 +188,11 @@ def _check(s: dict[str, Any], failed: set[str]) -> list[str]:
             ("log_format",),
             s["log_format"] not in LOG_FORMATS,
             f"log_format {_shown(s['log_format'])} is not one of text, json",
+        ),
+        (
+            ("log_level",),
+            s["log_level"] not in LOG_LEVELS,
+            f"log_level {_shown(s['log_level'])} is not one of debug, info, error",
         ),
         (
             ("listen",),

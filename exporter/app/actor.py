@@ -4,7 +4,7 @@ The coordinator decides; this thread does what was decided, behind the patch rat
 so a slow API server or a burst of requests never holds up checks. Actions run in the
 order they were queued. A patch's outcome is handed back through ``on_patched`` (the
 engine updates the target's memory then); a successful request is followed by its
-``NewArtifact`` Event. Events are best effort (the sink logs its own failures).
+``ReconcileRequested`` Event. Events are best effort (the sink logs its own failures).
 """
 
 from __future__ import annotations
@@ -116,15 +116,17 @@ class Actor:
         try:
             existed = self._patcher.request(patch.ref, patch.token, patch.revision)
         except PatchError as exc:
-            log.warning("reconcile request for %s failed: %s", patch.target, exc)
+            log.warning("reconcile request for %s failed: %s", patch.target, exc,
+                        extra=patch.target.log_fields(patch.revision))  # fmt: skip
             self._on_patched(Patched(patch, ok=False, existed=True))
             return
         self._on_patched(Patched(patch, ok=existed, existed=existed))
         if existed:
             log.info("requested reconciliation of %s: %s -> %s",
-                     patch.target, patch.applied, patch.revision)  # fmt: skip
+                     patch.target, patch.applied, patch.revision,
+                     extra=patch.target.log_fields(patch.revision))  # fmt: skip
             self._events.event(
-                patch.ref, "NewArtifact",
+                patch.ref, "ReconcileRequested",
                 f"new artifact {patch.revision} (applied: {patch.applied}); "
                 "reconciliation requested",
             )  # fmt: skip

@@ -6,7 +6,8 @@ object that changed, not a parse of every object. A HelmChart's target depends o
 HelmRepository too: its version is the pair of both resourceVersions.
 
 It also counts the OCI sources (opted in or not) for ``flux_oci_sources``, and logs a
-target's warnings (an interval raised to the minimum) once per change of the object.
+target's warnings (an interval raised to the minimum, an unreadable applied revision, a
+proxy Secret it cannot use) once per change of the object.
 """
 
 from __future__ import annotations
@@ -136,6 +137,16 @@ def _version(obj: Obj) -> str:
 
 
 def _warn(source: Target | SourceProblem | None) -> None:
-    if isinstance(source, Target):
-        for warning in source.warnings:
-            log.warning("%s: %s", source.id, warning)
+    """Said once per change of the object: what the exporter adjusted or cannot honour."""
+    if not isinstance(source, Target):
+        return
+    for warning in source.warnings:
+        log.warning("%s: %s", source.id, warning, extra=source.id.log_fields())
+    if source.applied_problem is not None:
+        log.warning("%s: status.artifact.revision unreadable: %s", source.id,
+                    source.applied_problem, extra=source.id.log_fields())  # fmt: skip
+    if source.access.proxy_secret is not None:
+        log.warning(
+            "%s: spec.proxySecretRef is not used: the registry is reached directly "
+            "(or through HTTPS_PROXY)", source.id, extra=source.id.log_fields(),
+        )  # fmt: skip

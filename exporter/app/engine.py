@@ -98,7 +98,8 @@ class Engine:
         self._clock = clock
         self._done: queue.SimpleQueue[_Observed | Patched] = queue.SimpleQueue()
         self._actor = Actor(patcher, events, self._done.put)
-        self._recorder = Recorder(store, observer, self._actor)
+        # a dry run (``check``, ``run --dry-run``) writes nothing to the cluster, Events included
+        self._recorder = Recorder(store, observer, _NoEvents() if config.dry_run else self._actor)
         self._catalog = Catalog(
             config.prefix,
             min_interval=config.min_interval,
@@ -242,7 +243,8 @@ class Engine:
                 return RegistryFailure(ErrorReason.CONFIG, str(exc), last)
             return observe(target, access, self._cache, last)
         except Exception:
-            log.exception("checking %s failed unexpectedly", target.id)
+            log.exception("checking %s failed unexpectedly", target.id,
+                          extra=target.id.log_fields())  # fmt: skip
             return RegistryFailure(ErrorReason.INTERNAL, "internal error (see the log)", last)
 
     def _handle(self, message: _Observed | Patched) -> None:
@@ -275,7 +277,8 @@ class Engine:
         try:
             decision = decide(source, observation, t.memory, now, backoff=self._c.backoff)
         except Exception:  # a bug must not stop the other targets
-            log.exception("deciding on %s failed unexpectedly", source.id)
+            log.exception("deciding on %s failed unexpectedly", source.id,
+                          extra=source.id.log_fields())  # fmt: skip
             self._observer.check_failed(ErrorReason.INTERNAL.value)
             self._tracked[source.id] = replace(
                 t, in_flight_since=None, overdue=False, checked_at=now,
@@ -308,7 +311,8 @@ class Engine:
         applied = source.applied.raw if source.applied else "nothing"
         if self._c.dry_run:
             log.info("dry run: would request reconciliation of %s: %s -> %s",
-                     source.id, applied, revision)  # fmt: skip
+                     source.id, applied, revision,
+                     extra=source.id.log_fields(revision))  # fmt: skip
             return
         self._decisions[source.id] = decision
         self._actor.patch(
@@ -349,7 +353,18 @@ class Engine:
         self._sweep_started = now
 
     def _ref(self, source: Target | SourceProblem) -> ObjectRef:
-        return ObjectRef(self._resources[source.id.kind], source.id.namespace, source.id.name)
+        return ObjectRef(
+            self._resources[source.id.kind],
+            source.id.namespace,
+            source.id.name,
+            uid=source.uid,
+            resource_version=source.resource_version,
+        )
+
+
+class _NoEvents:
+    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        return  # the log line that goes with every Event still tells
 
 
 def _refs(target: Target) -> AccessRefs:

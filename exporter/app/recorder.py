@@ -61,7 +61,8 @@ class Recorder:
             or previous.message != decision.message
         )
         if decision.state in BAD and changed:
-            log.warning("%s is %s: %s", source.id, decision.state.value, decision.message)
+            log.warning("%s is %s: %s", source.id, decision.state.value, decision.message,
+                        extra=source.id.log_fields(decision.target_revision))  # fmt: skip
             self._events.event(ref, _event_reason(decision.state), decision.message,
                                warning=True)  # fmt: skip
         target = source if isinstance(source, Target) else None

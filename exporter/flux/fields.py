@@ -102,6 +102,8 @@ def status_fields(obj: Obj) -> dict[str, Any]:
     ready, ready_reason = ready_condition(obj)
     return {
         "api_version": text(obj, "apiVersion") or "",
+        "uid": text(obj, "metadata", "uid"),
+        "resource_version": text(obj, "metadata", "resourceVersion"),
         "generation": integer(obj, "metadata", "generation") or 0,
         "suspended": flag(obj, "spec", "suspend"),
         "artifact_updated_at": text(obj, "status", "artifact", "lastUpdateTime"),

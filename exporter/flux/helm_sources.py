@@ -114,7 +114,13 @@ def helm_chart_target(
         problems.append(f"spec.chart {(chart_name or '')[:80]!r} is not an OCI repository name")
     if problems or repo.repository is None or repo.options.options is None or chart_name is None:
         return SourceProblem(
-            target_id, fields["api_version"], "helmcharts", ErrorReason.CONFIG, tuple(problems)
+            target_id,
+            fields["api_version"],
+            "helmcharts",
+            ErrorReason.CONFIG,
+            tuple(problems),
+            uid=fields["uid"],
+            resource_version=fields["resource_version"],
         )
     unsupported = unsupported_reason(repo.access)
     if unsupported is not None:
@@ -124,6 +130,8 @@ def helm_chart_target(
             "helmcharts",
             ErrorReason.UNSUPPORTED,
             (f"{where}: {unsupported}",),
+            uid=fields["uid"],
+            resource_version=fields["resource_version"],
         )
     version = (text(chart, "spec", "version") or "*").strip() or "*"
     if version != "*" and is_pinned_chart_version(version):

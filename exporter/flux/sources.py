@@ -92,7 +92,13 @@ def oci_repository_target(
     fields = status_fields(obj)
     if problems or repository is None or result.options is None:
         return SourceProblem(
-            target_id, fields["api_version"], "ocirepositories", ErrorReason.CONFIG, tuple(problems)
+            target_id,
+            fields["api_version"],
+            "ocirepositories",
+            ErrorReason.CONFIG,
+            tuple(problems),
+            uid=fields["uid"],
+            resource_version=fields["resource_version"],
         )
     unsupported = unsupported_reason(access)
     if unsupported is not None:
@@ -102,6 +108,8 @@ def oci_repository_target(
             "ocirepositories",
             ErrorReason.UNSUPPORTED,
             (unsupported,),
+            uid=fields["uid"],
+            resource_version=fields["resource_version"],
         )
     raw = text(obj, "status", "artifact", "revision")
     return Target(

@@ -65,6 +65,14 @@ class TargetId:
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
+    def log_fields(self, revision: str | None = None) -> dict[str, str]:
+        """``extra`` for a log line about this object: JSON logs carry them as keys."""
+        fields = {"object_kind": self.kind.value, "object_namespace": self.namespace,
+                  "object_name": self.name}  # fmt: skip
+        if revision:
+            fields["object_revision"] = revision
+        return fields
+
 
 @dataclass(frozen=True)
 class WatchRule:
@@ -142,6 +150,8 @@ class Target:
     requested_revision: str | None = None
     has_values_files: bool = False
     warnings: tuple[str, ...] = ()
+    uid: str | None = None  # the object's, for Events (kubectl describe matches on it)
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,3 +164,5 @@ class SourceProblem:
     plural: str
     reason: ErrorReason  # CONFIG or UNSUPPORTED
     problems: tuple[str, ...]
+    uid: str | None = None  # the object's, for Events (kubectl describe matches on it)
+    resource_version: str | None = None

@@ -145,7 +145,7 @@ class Trigger:
             first_timestamp=stamp,
             last_timestamp=stamp,
             count=1,
-            action="Reconcile" if reason == "NewArtifact" else "Check",
+            action="Reconcile" if reason == "ReconcileRequested" else "Check",
         )
         try:
             self._core.create_namespaced_event(ref.namespace, body)

@@ -9,6 +9,7 @@ breaker short-circuits before anything is sent.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from exporter.registry.challenge import Challenge, parse_challenges
 from exporter.registry.errors import RegistryAuthBackoff, RegistryAuthError
 from exporter.registry.exchange import Exchanger, Reply
 
+log = logging.getLogger(__name__)
 TOKEN_BODY_LIMIT = 1 << 20
 
 
@@ -56,8 +58,11 @@ class Session:
         breaker_key = (repo.registry, credentials.fingerprint())
         wait = self._breaker.retry_in(breaker_key)
         if wait > 0:
+            # the message stays the same while the condition does (one Event, not one per
+            # check); the countdown is for the debug log
+            log.debug("%s: auth cool-down, %.0fs left", repo.registry, wait)
             raise RegistryAuthBackoff(
-                f"{repo.registry}: not contacted for {wait:.0f}s after repeated auth failures"
+                f"{repo.registry}: not contacted for a while after repeated auth failures"
             )
         site = (repo.registry, tls.fingerprint())
         with self._lock:

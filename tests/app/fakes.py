@@ -121,6 +121,7 @@ class FakeKube:
     fail: bool = False
     gone: set[str] = field(default_factory=set)
     patch_gate: threading.Event | None = None
+    refs: list[ObjectRef] = field(default_factory=list)  # of the Events
 
     def request(self, ref: ObjectRef, token: str, revision: str) -> bool:
         if self.patch_gate is not None:
@@ -134,6 +135,7 @@ class FakeKube:
 
     def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append((ref.name, reason, message))
+        self.refs.append(ref)
 
 
 def oci(
@@ -154,6 +156,7 @@ def oci(
         "kind": "OCIRepository",
         "metadata": {
             "name": name, "namespace": ns, "resourceVersion": rv, "generation": 1,
+            "uid": f"uid-{ns}-{name}",
             "annotations": dict(annotations or {"oci-trigger.gitlab.com/enabled": "true"}),
         },
         "spec": {"url": url, "interval": "1h", "ref": ref, "insecure": True, "suspend": suspend},

@@ -23,7 +23,7 @@ def test_a_behind_target_is_requested_once_with_its_event() -> None:
         r.engine.sync(objects)
         r.until(lambda: len(r.kube.events) == 1)
         assert r.kube.patches == [("app", r.kube.patches[0][1], f"1.1.0@{DIGEST}")]
-        assert r.kube.events[0][:2] == ("app", "NewArtifact")
+        assert r.kube.events[0][:2] == ("app", "ReconcileRequested")
         # further checks (the object unchanged: no annotation seen yet) never repeat it
         r.engine.nudge([r.store.snapshot().targets[0].id])
         r.until(lambda: r.state("app") == "pending")
@@ -31,11 +31,21 @@ def test_a_behind_target_is_requested_once_with_its_event() -> None:
         assert r.store.snapshot().requests[r.store.snapshot().targets[0].id] == 1
 
 
-def test_dry_run_decides_without_patching() -> None:
+def test_events_name_the_object_by_uid_and_resource_version() -> None:
     reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"]})
+    with rig(registry=reg) as r:
+        r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD, rv="7")]})
+        r.until(lambda: len(r.kube.events) == 1)
+        assert (r.kube.refs[0].uid, r.kube.refs[0].resource_version) == ("uid-apps-app", "7")
+
+
+def test_dry_run_decides_without_patching_or_events() -> None:
+    reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"]})
+    bad = oci("bad", f"oci://{A}/app")
+    bad["metadata"]["annotations"]["oci-trigger.gitlab.com/min-age"] = "soon"
     with rig(registry=reg, dry_run=True) as r:
-        r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD)]})
-        r.until(lambda: r.state("app") == "behind")
+        r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD), bad]})
+        r.until(lambda: r.state("app") == "behind" and r.state("bad") == "config_error")
         row = r.store.snapshot().targets[0]
         assert row.would_request and r.kube.patches == [] and r.kube.events == []
 
@@ -114,7 +124,7 @@ def test_one_failing_object_leaves_the_others_alone() -> None:
         assert r.state("bad") == "config_error"
         reasons = sorted((name, reason) for name, reason, _ in r.kube.events)
         assert reasons == [
-            ("app", "NewArtifact"),
+            ("app", "ReconcileRequested"),
             ("bad", "InvalidConfiguration"),
             ("down", "RegistryCheckFailed"),
         ]

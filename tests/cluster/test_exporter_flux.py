@@ -128,7 +128,7 @@ def test_a_target_flux_cannot_pull_turns_stuck_with_an_event(
     assert sample(exporter, "flux_oci_reconcile_requests_total", ids) == 1  # backoff: 1 min
     events = client.CoreV1Api(kube).list_namespaced_event(namespace).items
     reasons = [e.reason for e in events if e.source and e.source.component == "flux-oci-trigger"]
-    assert reasons == ["NewArtifact", "ReconcileStuck"]
+    assert reasons == ["ReconcileRequested", "ReconcileStuck"]
 
 
 def test_a_moved_mutable_tag_is_applied_by_flux_after_our_request(

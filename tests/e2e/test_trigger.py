@@ -133,7 +133,7 @@ def test_behind_object_gets_one_request_and_an_event(
     assert got[PREFIX + "requested-revision"] == target
     token = got["reconcile.fluxcd.io/requestedAt"]
     assert token.endswith("Z") and "T" in token
-    assert [r for r, _ in events(api, ns, "web")] == ["NewArtifact"]
+    assert [r for r, _ in events(api, ns, "web")] == ["ReconcileRequested"]
     assert target in events(api, ns, "web")[0][1]
     for untouched in ("web-current", "web-off", "web-suspended", "web-pinned", "web-broken"):
         assert "reconcile.fluxcd.io/requestedAt" not in annotations_of(api, ns, untouched), (
@@ -147,10 +147,23 @@ def test_behind_object_gets_one_request_and_an_event(
     second = exporter(control_plane.kubeconfig, "run", "--once", "--namespace", ns)
     assert second.returncode == 0, second.stderr
     assert annotations_of(api, ns, "web")["reconcile.fluxcd.io/requestedAt"] == token
-    assert [r for r, _ in events(api, ns, "web")] == ["NewArtifact"]
+    assert [r for r, _ in events(api, ns, "web")] == ["ReconcileRequested"]
+
+    # kubectl describe and flux events find an object's Events by its uid
+    for name, reasons in (
+        ("web", ["ReconcileRequested"]),
+        ("web-broken", ["InvalidConfiguration"]),
+    ):
+        uid = get(api, ns, name)["metadata"]["uid"]
+        described = client.CoreV1Api(api).list_namespaced_event(
+            ns, field_selector=f"involvedObject.uid={uid}"
+        )
+        assert [e.reason for e in described.items] == reasons, name
 
     report = exporter(control_plane.kubeconfig, "check", "--namespace", ns, "--output", "json")
     assert report.returncode == 0, report.stderr
+    assert [r for r, _ in events(api, ns, "web-broken")] == ["InvalidConfiguration"]  # check
+    # wrote no Event of its own
     states = {row["name"]: row["state"] for row in json.loads(report.stdout)}
     assert states == {
         "web": "pending",
@@ -177,9 +190,20 @@ def test_dry_run_patches_nothing(
         {PREFIX + "enabled": "true"},
         applied=f"v1.0.0@{pushed['v1.0.0'].digest}",
     )
-    done = exporter(control_plane.kubeconfig, "run", "--once", "--dry-run", "--namespace", ns)
+    oci_repository(
+        api, ns, "bad", f"oci://{registry.host}/apps/web", {"semver": ">=1.0.0"},
+        {PREFIX + "enabled": "true", PREFIX + "min-age": "soon"},
+    )  # fmt: skip
+    done = exporter(
+        control_plane.kubeconfig, "run", "--once", "--dry-run", "--namespace", ns,
+        "--log-format", "json",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "would request" in done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    would = [e for e in lines if "would request" in e["msg"]]
+    assert [(e["kind"], e["namespace"], e["name"]) for e in would] == [("OCIRepository", ns, "web")]
+    assert would[0]["revision"].startswith("v1.1.0@sha256:")
+    assert events(api, ns, "bad") == []  # a dry run writes nothing, Events included
     assert "reconcile.fluxcd.io/requestedAt" not in annotations_of(api, ns, "web")
     assert events(api, ns, "web") == []
 

@@ -236,7 +236,7 @@ def _requests_as(admin_kubeconfig: str, as_exporter: str, registry: Any, ns: str
         assert annotations["oci-trigger.gitlab.com/requested-revision"] == target
         assert "reconcile.fluxcd.io/requestedAt" in annotations
         events = client.CoreV1Api(api).list_namespaced_event(ns).items
-        assert [e.reason for e in events] == ["NewArtifact"]
+        assert [e.reason for e in events] == ["ReconcileRequested"]
     finally:
         api.close()
 

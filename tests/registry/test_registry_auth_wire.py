@@ -129,8 +129,12 @@ def test_breaker_opens_after_repeated_failures_and_closes_after_cooldown() -> No
                 client.list_tags(REPO, creds)
             assert not isinstance(info.value, RegistryAuthBackoff)
         sent = fake.hits.total()
-        with pytest.raises(RegistryAuthBackoff):
+        with pytest.raises(RegistryAuthBackoff) as first:
             client.list_tags(REPO, creds)
+        now[0] += 12
+        with pytest.raises(RegistryAuthBackoff) as later:
+            client.list_tags(REPO, creds)
+        assert str(first.value) == str(later.value)  # stable: one Event, not one per check
         assert fake.hits.total() == sent  # nothing sent while open
         with pytest.raises(RegistryAuthError) as other:  # other credentials are still tried
             client.list_tags(REPO)
