@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -175,10 +176,16 @@ def _settings(**flags: object) -> object:
 @click.option(
     "--listen", default=None, help="Address of /metrics, /healthz, /readyz (default 0.0.0.0:9798)."
 )
+@click.option(
+    "--events-listen", default=None,
+    help="Address of the push events listener (/hooks/...), e.g. 0.0.0.0:9799; off by default.",
+)  # fmt: skip
+@click.option("--gitlab-registry", default=None, help="GitLab registry host for GitLab hooks.")
 def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
 
+    from exporter.app.secrets import SecretError
     from exporter.app.service import Service
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
@@ -201,6 +208,12 @@ def run_command(**flags: object) -> None:
         service.run_once()
         service.stop()
         return
+    try:
+        events = service.listen_for_events(os.environ)
+    except (OSError, SecretError) as exc:
+        service.stop()
+        _fail(EXIT_INVALID, f"events listener: {exc}")
+        return
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     try:
         service.loop()
@@ -208,8 +221,9 @@ def run_command(**flags: object) -> None:
         pass
     finally:
         service.stop()
-        if server is not None:
-            server.stop()
+        for running in (server, events):
+            if running is not None:
+                running.stop()
 
 
 @main.command("check")

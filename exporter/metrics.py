@@ -32,6 +32,9 @@ CHECK_ERROR_REASONS = (
 TARGET_LABELS = ("kind", "namespace", "name")
 REQUEST_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LEAD_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+EVENT_SOURCES = ("distribution", "gitlab", "github", "harbor")
+EVENT_RESULTS = ("accepted", "ignored", "coalesced", "unauthorized", "invalid")
 REGISTRY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -103,6 +106,18 @@ class Metrics:
             registry=r,
         )
 
+        self.events_received = Counter(
+            "flux_oci_events_received",
+            "Push events received on the events listener, by source and what became of them.",
+            ["source", "result"],
+            registry=r,
+        )
+        self.event_to_request_seconds = Histogram(
+            "flux_oci_event_to_request_seconds",
+            "From a push event received to the reconcile request it led to being sent.",
+            buckets=EVENT_BUCKETS,
+            registry=r,
+        )
         self.kube_lists = Counter(
             "flux_oci_kube_lists",
             "LIST calls to the Kubernetes API server: one per resource at start, then one per "
@@ -118,6 +133,12 @@ class Metrics:
             registry=r,
         )
 
+    def events_enabled(self, sources: Iterable[str]) -> None:
+        """Export the events counters from 0 for every source that is on."""
+        for source in sources:
+            for result in EVENT_RESULTS:
+                self.events_received.labels(source, result)
+
     def kube_resources(self, resources: Iterable[str]) -> None:
         """Export the Kubernetes counters from 0 for every resource watched."""
         for resource in resources:
@@ -126,6 +147,13 @@ class Metrics:
 
     def attach(self, cache_stats: Callable[[], CacheStats]) -> None:
         self.registry.register(_CacheCollector(cache_stats))
+
+    # CheckObserver: push events
+    def event_received(self, source: str, result: str) -> None:
+        self.events_received.labels(source, result).inc()
+
+    def event_to_request(self, seconds: float) -> None:
+        self.event_to_request_seconds.observe(seconds)
 
     # CheckObserver
     def check_failed(self, reason: str) -> None:

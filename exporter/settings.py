@@ -58,6 +58,17 @@ class Settings:
     registry_concurrency: int = 8
     """Checks (and HTTP requests) in flight to one registry host, at most: each host has
     its own workers and queue, so a slow host never delays another host's objects."""
+    events_listen: str = ""
+    """``host:port`` of the push events listener (/hooks/...); empty: off. Never the
+    metrics port: it is meant to be reachable from registries and GitLab."""
+    gitlab_registry: str = "registry.gitlab.com"
+    """The GitLab container registry host a GitLab webhook's project paths live on."""
+    event_gap: float = 2.0
+    """Seconds: at most one refresh of a repository's tags per this long, however many
+    events name it (later ones wait for the gap, none is lost)."""
+    expedite_window: float = 900.0
+    """Seconds after a GitLab tag push during which its repositories are checked every
+    few seconds (until a new artifact appears)."""
     stuck_backoff_min: float = 60.0
     """Seconds before the first repeat of a request Flux handled without applying it."""
     stuck_backoff_max: float = 3600.0
@@ -154,6 +165,10 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "listen": _text,
     "patch_rate": _positive_float,
     "registry_concurrency": _positive_int,
+    "events_listen": _text,
+    "gitlab_registry": _text,
+    "event_gap": _duration,
+    "expedite_window": _duration,
     "stuck_backoff_min": _duration,
     "stuck_backoff_max": _duration,
 }
@@ -188,6 +203,16 @@ def _check(s: dict[str, Any], failed: set[str]) -> list[str]:
             ("log_format",),
             s["log_format"] not in LOG_FORMATS,
             f"log_format {_shown(s['log_format'])} is not one of text, json",
+        ),
+        (
+            ("events_listen",),
+            s["events_listen"] != "" and not _valid_listen(s["events_listen"]),
+            f"events_listen {_shown(s['events_listen'])} is not HOST:PORT (port 1-65535)",
+        ),
+        (
+            ("events_listen", "listen"),
+            s["events_listen"] != "" and s["events_listen"] == s["listen"],
+            "events_listen must differ from listen (events may be exposed, metrics not)",
         ),
         (
             ("log_level",),

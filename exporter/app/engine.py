@@ -35,6 +35,7 @@ from exporter.app.recorder import CheckObserver, Recorder
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.decision import Decision, decide
+from exporter.core.hooks import HookSource, Nudge
 from exporter.core.memory import Backoff
 from exporter.core.observation import Observation, RegistryFailure
 from exporter.core.plan import Tracked, is_due, needs_registry, wait_after_failure
@@ -64,6 +65,15 @@ class EngineConfig:
     retry_after_cap: float = 300.0  # the longest Retry-After honoured
     expedite_every: float = 5.0
     stall_after: float = 120.0  # liveness: no progress for this long while checks are due
+    event_gap: float = 2.0  # one cache refresh per repository per this many seconds, at most
+    expedite_window: float = 900.0  # after a tag push, look often for this long
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    source: HookSource
+    nudges: tuple[Nudge, ...]
+    received_at: float
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,11 @@ class Engine:
         self._workers = workers
         self._observer = observer
         self._clock = clock
-        self._done: queue.SimpleQueue[_Observed | Patched] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Observed | Patched | _Delivery] = queue.SimpleQueue()
+        self._nudged_at: dict[TargetId, float] = {}  # when the event that made it due came
+        self._requested_after_event: dict[TargetId, float] = {}
+        self._last_refresh: dict[tuple[str, str], float] = {}  # repository -> last nudge
+        self._deferred: dict[tuple[str, str], tuple[float, Nudge, float]] = {}
         self._actor = Actor(patcher, events, self._done.put)
         # a dry run (``check``, ``run --dry-run``) writes nothing to the cluster, Events included
         self._recorder = Recorder(store, observer, _NoEvents() if config.dry_run else self._actor)
@@ -134,6 +148,10 @@ class Engine:
         self._store.keep_only(set(self._tracked))
         if self._sweep is None:
             self._begin_sweep(self._clock())
+
+    def deliver(self, source: HookSource, nudges: Sequence[Nudge], received_at: float) -> None:
+        """From any thread (the events listener): handled by the coordinator at once."""
+        self._done.put(_Delivery(source, tuple(nudges), received_at))
 
     def nudge(self, targets: Sequence[TargetId], *, expedite_for: float = 0.0) -> int:
         """Check these targets now (and every ``expedite_every`` s for ``expedite_for`` s)."""
@@ -203,7 +221,63 @@ class Engine:
         with self._lock:
             self._progress_at = now
 
+    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> str:
+        """An event: expire the repositories' cached listings and make their targets due,
+        at most once per repository per ``event_gap`` (later ones wait for the gap)."""
+        matched = self._matching(nudge)
+        if not matched:
+            return "ignored"
+        result = "accepted"
+        for repo, targets in matched.items():
+            key = (repo.registry, repo.path)
+            last = self._last_refresh.get(key)
+            if last is not None and now - last < self._c.event_gap:
+                self._deferred[key] = (last + self._c.event_gap, nudge, received_at)
+                result = "coalesced"
+                continue
+            self._refresh(repo, targets, nudge, received_at, now)
+        return result
+
+    def _refresh(
+        self, repo: RepositoryRef, targets: list[TargetId], nudge: Nudge, at: float, now: float
+    ) -> None:
+        self._last_refresh[(repo.registry, repo.path)] = now
+        self._cache.expire(repo)
+        for target_id in targets:
+            self._nudged_at.setdefault(target_id, at)
+        self.nudge(targets, expedite_for=self._c.expedite_window if nudge.expedite else 0.0)
+
+    def _matching(self, nudge: Nudge) -> dict[RepositoryRef, list[TargetId]]:
+        def under(path: str) -> bool:
+            return path == nudge.path or (nudge.subtree and path.startswith(nudge.path + "/"))
+
+        found: dict[RepositoryRef, list[TargetId]] = {}
+        anywhere: dict[RepositoryRef, list[TargetId]] = {}
+        for target_id, t in self._tracked.items():
+            if not isinstance(t.source, Target) or not under(t.source.repository.path.lower()):
+                continue
+            repo = t.source.repository
+            anywhere.setdefault(repo, []).append(target_id)
+            if nudge.host is None or repo.registry == nudge.host:
+                found.setdefault(repo, []).append(target_id)
+        # a registry known to its clients by another name than it knows itself
+        return found or (anywhere if nudge.host is not None and not nudge.subtree else {})
+
+    def _fire_deferred(self, now: float) -> None:
+        for key, (when, nudge, at) in list(self._deferred.items()):
+            if now >= when:
+                del self._deferred[key]
+                targets = [
+                    tid for tid, t in self._tracked.items()
+                    if isinstance(t.source, Target)
+                    and (t.source.repository.registry, t.source.repository.path) == key
+                ]  # fmt: skip
+                if targets:
+                    repo = RepositoryRef(*key)
+                    self._refresh(repo, targets, nudge, at, now)
+
     def _schedule(self, now: float) -> None:
+        self._fire_deferred(now)
         idle = True
         for target_id, t in list(self._tracked.items()):
             if t.in_flight_since is not None:
@@ -247,10 +321,17 @@ class Engine:
                           extra=target.id.log_fields())  # fmt: skip
             return RegistryFailure(ErrorReason.INTERNAL, "internal error (see the log)", last)
 
-    def _handle(self, message: _Observed | Patched) -> None:
+    def _handle(self, message: _Observed | Patched | _Delivery) -> None:
         now = self._clock()
         if isinstance(message, Patched):
             self._patched(message)
+            return
+        if isinstance(message, _Delivery):
+            for nudge in message.nudges:
+                result = self._nudge(nudge, message.received_at, now)
+                self._observer.event_received(message.source.value, result)
+            if not message.nudges:
+                self._observer.event_received(message.source.value, "ignored")
             return
         t = self._tracked.get(message.target)
         if t is None:
@@ -290,6 +371,10 @@ class Engine:
             not_before = now + wait_after_failure(observation.retry_after, self._c.retry_after_cap)
         fresh = decision.memory.last_fresh
         self._recorder.record(source, self._ref(source), decision, observation, fresh, now)
+        expedite = t.expedite_until
+        before = t.memory.last_fresh
+        if expedite and fresh is not None and before is not None and fresh != before:
+            expedite = 0.0  # the announced build arrived: back to the usual interval
         self._tracked[source.id] = replace(
             t,
             memory=decision.memory,
@@ -298,7 +383,11 @@ class Engine:
             not_before=not_before,
             in_flight_since=None,
             overdue=False,
+            expedite_until=expedite,
         )
+        event_at = self._nudged_at.pop(source.id, None)
+        if event_at is not None and decision.should_request:
+            self._requested_after_event[source.id] = event_at
         self._act(source, decision)
         self.checks += 1
         self._swept(source.id, now)
@@ -324,6 +413,9 @@ class Engine:
         decision = self._decisions.pop(target_id, None)
         if outcome.existed:
             self._store.count_request(target_id, failed=not outcome.ok)
+        event_at = self._requested_after_event.pop(target_id, None)
+        if outcome.ok and event_at is not None:
+            self._observer.event_to_request(max(0.0, self._clock() - event_at))
         t = self._tracked.get(target_id)
         if t is None or decision is None or not outcome.ok:
             return

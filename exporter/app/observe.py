@@ -8,14 +8,18 @@ that tag's digest. Failures come back as ``RegistryFailure`` values, never excep
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure, is_applied
 from exporter.flux.policy import InvalidRule, compile_rule
 from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
 from exporter.kube.access import RegistryAccess
+from exporter.model import RepositoryRef
 from exporter.registry.cache import TagCache
 from exporter.registry.errors import RegistryError, RegistryNotFound, RegistryRateLimited
+
+LISTED_RETRY_WAITS = (0.1, 0.3, 0.6)  # seconds; at most a second in all
 
 
 def observe(
@@ -56,7 +60,7 @@ def _semver(
     if not candidates:
         return NoMatch()
     best = candidates[0]
-    digest, digest_stale = cache.digest(target.repository, best.tag, access.credentials, access.tls)
+    digest, digest_stale = _listed_digest(target.repository, best.tag, access, cache)
     applied = target.applied
     if target.id.kind is TargetKind.HELM_CHART:
         applied_text = applied.chart_version if applied else None
@@ -74,6 +78,23 @@ def _semver(
         reason = ErrorReason(listing.error) if listing.error else ErrorReason.UNAVAILABLE
         return RegistryFailure(reason, "serving the last good tag list", fresh)
     return fresh
+
+
+def _listed_digest(
+    repo: RepositoryRef, tag: str, access: RegistryAccess, cache: TagCache
+) -> tuple[str, bool]:
+    """The digest of a tag the listing holds. Right after a push (the moment a push event
+    brings us here) the listing can name a tag whose manifest still answers 404 for a
+    few milliseconds: ask again briefly rather than report ``not_found``."""
+    for wait in (*LISTED_RETRY_WAITS, None):
+        try:
+            return cache.digest(repo, tag, access.credentials, access.tls)
+        except RegistryNotFound:
+            if wait is None:
+                raise
+            cache.expire_digest(repo, tag, access.credentials, access.tls)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _with_creation(target: Target, fresh: Fresh, access: RegistryAccess, cache: TagCache) -> Fresh:

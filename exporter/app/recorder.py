@@ -30,6 +30,10 @@ class CheckObserver(Protocol):
 
     def applied(self, kind: str, after_request: float | None, after_seen: float | None) -> None: ...
 
+    def event_received(self, source: str, result: str) -> None: ...
+
+    def event_to_request(self, seconds: float) -> None: ...
+
 
 class Recorder:
     def __init__(self, store: StateStore, observer: CheckObserver, events: EventSink) -> None:

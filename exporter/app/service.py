@@ -19,6 +19,8 @@ from kubernetes import config as k8s_config
 
 from exporter.app.engine import Engine, EngineConfig
 from exporter.app.exposition import Exposition
+from exporter.app.listener import Listener
+from exporter.app.secrets import hook_secrets
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.memory import Backoff
@@ -90,6 +92,8 @@ class Service:
                 dry_run=settings.dry_run if dry_run is None else dry_run,
                 backoff=Backoff(settings.stuck_backoff_min, settings.stuck_backoff_max),
                 stall_after=max(120.0, settings.interval * 3),
+                event_gap=settings.event_gap,
+                expedite_window=settings.expedite_window,
             ),
             resources=self.resources,
             cache=self.cache,
@@ -142,6 +146,29 @@ class Service:
         self.exposition.start()
         log.info("serving /metrics, /healthz, /readyz on %s", self.settings.listen)
         return server
+
+    def listen_for_events(self, env: Mapping[str, str]) -> Listener | None:
+        """Start the events listener when ``events_listen`` is set and a source has a secret."""
+        if not self.settings.events_listen:
+            return None
+        secrets = hook_secrets(env)
+        if not secrets:
+            log.warning("--events-listen is set but no webhook secret is: events stay off "
+                        "(set FLUX_OCI_TRIGGER_<SOURCE>_SECRET_FILE)")  # fmt: skip
+            return None
+        host, _, port = self.settings.events_listen.rpartition(":")
+        self.metrics.events_enabled(s.value for s in secrets)
+        listener = Listener(
+            (host.strip("[]") or "0.0.0.0", int(port)),
+            secrets,
+            self.engine.deliver,
+            self.metrics.event_received,
+            gitlab_host=self.settings.gitlab_registry.lower(),
+        )
+        listener.start()
+        log.info("events listener on %s for %s", self.settings.events_listen,
+                 ", ".join(f"/hooks/{s.value}" for s in secrets))  # fmt: skip
+        return listener
 
     def loop(self) -> None:
         self.wake.clear()

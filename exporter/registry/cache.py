@@ -128,6 +128,15 @@ class _TTLMap(Generic[T]):
                     del self._flights[key]
                 flight.done.set()
 
+    def expire(self, matches: Callable[[Hashable], bool]) -> int:
+        """Make matching entries due for a refetch (their last good value stays, for
+        stale-on-error); returns how many."""
+        with self._lock:
+            found = [k for k in self._entries if matches(k)]
+            for key in found:
+                self._entries[key].expires_at = float("-inf")
+            return len(found)
+
     def _fetch(
         self, key: Hashable, fetch: Callable[[], T], previous: _Entry[T] | None
     ) -> tuple[T, float, RegistryError | None]:
@@ -212,6 +221,22 @@ class TagCache:
             key, lambda: self._lister.resolve_digest(repo, tag, credentials, tls)
         )
         return digest, error is not None
+
+    def expire(self, repo: RepositoryRef) -> int:
+        """Refetch this repository's tags and digests on their next use, whatever the
+        credentials (a push event names the repository, not who reads it)."""
+
+        def ours(key: Hashable) -> bool:
+            cache_key = key[0] if isinstance(key, tuple) else key
+            return isinstance(cache_key, CacheKey) and cache_key.repository == repo
+
+        return self._tags.expire(ours) + self._digests.expire(ours)
+
+    def expire_digest(
+        self, repo: RepositoryRef, tag: str, credentials: Credentials, tls: TLSOptions
+    ) -> None:
+        key = (CacheKey(repo, credentials.fingerprint(), tls.fingerprint()), tag)
+        self._digests.expire(lambda k: k == key)
 
     def created(
         self,

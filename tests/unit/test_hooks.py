@@ -1,0 +1,107 @@
+"""Webhook payloads -> nudges: what each source's push looks like, and what is ignored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.core.hooks import HookSource, InvalidEvent, Nudge, parse
+from tests.fixtures import hooks as fx
+
+GITLAB = "registry.gitlab.com"
+
+
+def nudges(source: HookSource, doc: Any, event: str = "") -> list[Nudge]:
+    return parse(source, json.dumps(doc).encode(), event, GITLAB)
+
+
+def test_distribution_keeps_tagged_manifest_pushes_only() -> None:
+    assert nudges(HookSource.DISTRIBUTION, fx.DISTRIBUTION_PUSH) == [
+        Nudge("team/app", "registry.example:5000")
+    ]
+
+
+def test_gitlab_job_and_pipeline_success_name_the_project_subtree() -> None:
+    job = nudges(HookSource.GITLAB, fx.GITLAB_JOB, "Job Hook")
+    assert job == [Nudge("group/sub/app", GITLAB, subtree=True)]  # registry paths: lower case
+    pipeline = nudges(HookSource.GITLAB, fx.GITLAB_PIPELINE, "Pipeline Hook")
+    assert pipeline == [Nudge("group/app", GITLAB, subtree=True)]
+
+
+def test_gitlab_failures_and_other_events_are_ignored() -> None:
+    failed = dict(fx.GITLAB_JOB, build_status="failed")
+    assert nudges(HookSource.GITLAB, failed, "Job Hook") == []
+    running = dict(fx.GITLAB_PIPELINE, object_attributes={"status": "running"})
+    assert nudges(HookSource.GITLAB, running, "Pipeline Hook") == []
+    assert nudges(HookSource.GITLAB, fx.GITLAB_JOB, "Push Hook") == []
+    deleted = dict(fx.GITLAB_TAG_PUSH, after="0" * 40)
+    assert nudges(HookSource.GITLAB, deleted, "Tag Push Hook") == []
+
+
+def test_a_gitlab_tag_push_expedites() -> None:
+    assert nudges(HookSource.GITLAB, fx.GITLAB_TAG_PUSH, "Tag Push Hook") == [
+        Nudge("group/app", GITLAB, subtree=True, expedite=True)
+    ]
+
+
+def test_github_container_packages_on_ghcr() -> None:
+    assert nudges(HookSource.GITHUB, fx.GITHUB_PACKAGE, "package") == [
+        Nudge("octo-org/app", "ghcr.io")
+    ]
+    assert nudges(HookSource.GITHUB, fx.GITHUB_REGISTRY_PACKAGE, "registry_package") == [
+        Nudge("octo-org/app", "ghcr.io")
+    ]
+    npm = json.loads(json.dumps(fx.GITHUB_PACKAGE))
+    npm["package"]["package_type"] = "npm"
+    assert nudges(HookSource.GITHUB, npm, "package") == []
+    assert nudges(HookSource.GITHUB, fx.GITHUB_PACKAGE, "ping") == []
+
+
+def test_harbor_push_artifact() -> None:
+    assert nudges(HookSource.HARBOR, fx.HARBOR_PUSH) == [Nudge("library/app", "harbor.example.com")]
+    assert nudges(HookSource.HARBOR, dict(fx.HARBOR_PUSH, type="PULL_ARTIFACT")) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "event"),
+    [
+        (HookSource.DISTRIBUTION, b"not json", ""),
+        (HookSource.DISTRIBUTION, b"[1, 2]", ""),
+        (HookSource.DISTRIBUTION, b'{"events": "x"}', ""),
+        (HookSource.GITLAB, b'{"build_status": "success"}', "Job Hook"),
+        (HookSource.GITHUB, b'{"action": "published", "package": {"package_type": "container"}}',
+         "package"),
+        (HookSource.HARBOR, b'{"type": "PUSH_ARTIFACT", "event_data": {}}', ""),
+        (HookSource.HARBOR, b"\xff\xfe", ""),
+    ],
+)  # fmt: skip
+def test_malformed_bodies_are_invalid(source: HookSource, body: bytes, event: str) -> None:
+    with pytest.raises(InvalidEvent):
+        parse(source, body, event, GITLAB)
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@given(
+    source=st.sampled_from(list(HookSource)),
+    doc=JSONISH,
+    event=st.sampled_from(["", "Job Hook", "Pipeline Hook", "Tag Push Hook", "package"]),
+)
+def test_any_json_parses_or_is_invalid_never_crashes(
+    source: HookSource, doc: Any, event: str
+) -> None:
+    try:
+        found = parse(source, json.dumps(doc).encode(), event, GITLAB)
+    except InvalidEvent:
+        return
+    assert all(isinstance(n, Nudge) and n.path for n in found)
