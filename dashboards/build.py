@@ -24,6 +24,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
 TARGET = "kind, namespace, name"
 RATE = "$__rate_interval"
+JOB = 'job=~"$job"'
 
 # Values that make every expression concrete, e.g. for a PromQL syntax check.
 SAMPLE_VARIABLES = {
@@ -384,6 +385,45 @@ ROWS: tuple[Row, ...] = (
                 width=24,
                 description="Failed LIST/WATCH calls (retried with back-off) and LISTs; after "
                 "start-up, a LIST means a watch expired (HTTP 410) and was relisted.",
+            ),
+        ),
+    ),
+    Row(
+        "Push events",
+        (
+            Panel(
+                "Events received",
+                "timeseries",
+                (
+                    Query(
+                        "sum by (source, result) "
+                        f'(rate(flux_oci_events_received_total{{job=~"$job"}}[{RATE}]))',
+                        "{{source}} {{result}}",
+                    ),
+                ),
+                unit="ops",
+                stacked=True,
+                description="Registry and forge events on the events listener: accepted (a "
+                "tracked repository), ignored, coalesced (within the per-repository gap), "
+                "unauthorized (wrong secret), invalid.",
+            ),
+            Panel(
+                "Event to request",
+                "timeseries",
+                (
+                    Query(
+                        "histogram_quantile(0.99, sum by (le) "
+                        f"(rate(flux_oci_event_to_request_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        "p99",
+                    ),
+                    Query(
+                        "histogram_quantile(0.5, sum by (le) "
+                        f"(rate(flux_oci_event_to_request_seconds_bucket{{{JOB}}}[{RATE}])))",
+                        "p50",
+                    ),
+                ),
+                unit="s",
+                description="From a push event received to the reconcile request it led to.",
             ),
         ),
     ),

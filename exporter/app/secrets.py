@@ -2,7 +2,8 @@
 
 ``FLUX_OCI_TRIGGER_<SOURCE>_SECRET_FILE`` (a path) wins over
 ``FLUX_OCI_TRIGGER_<SOURCE>_SECRET`` (the value), for SOURCE in DISTRIBUTION, GITLAB,
-GITHUB, HARBOR. Trailing newlines of a file are dropped. A source with no secret is off.
+GITHUB, HARBOR. Trailing newlines of a file are dropped. A source with no secret (or whose file does
+not exist: a mounted Secret without that key) is off.
 The values never reach a log line: only which sources are on.
 """
 
@@ -25,6 +26,8 @@ def hook_secrets(env: Mapping[str, str]) -> dict[HookSource, str]:
     for source in HookSource:
         name = f"{PREFIX}{source.value.upper()}_SECRET"
         path = env.get(name + "_FILE")
+        if path and not Path(path).exists():
+            continue  # a mounted Secret without this key: the source is off
         if path:
             try:
                 value = Path(path).read_text().rstrip("\r\n")

@@ -11,13 +11,9 @@ from collections.abc import Iterator
 
 JOB = "flux-oci-trigger"
 TARGET = ("kind", "namespace", "name")
-STATES = (
-    "up_to_date", "behind", "pinned", "suspended", "pending",
-    "stuck", "no_match", "error", "config_error", "unsupported",
-)  # fmt: skip
 CHECK_ERROR_REASONS = (
     "auth", "not_found", "rate_limited", "unavailable", "protocol", "config", "unsupported",
-    "kubernetes",
+    "kubernetes", "internal",
 )  # fmt: skip
 
 CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -43,6 +39,8 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux_oci_build_info": ("gauge", ("version",)),
     "flux_oci_kube_lists_total": ("counter", ("resource",)),
     "flux_oci_kube_api_errors_total": ("counter", ("resource",)),
+    "flux_oci_events_received_total": ("counter", ("source", "result")),
+    "flux_oci_event_to_request_seconds": ("histogram", ()),
 }
 
 
@@ -93,8 +91,7 @@ def _lines(n: int, now: float) -> Iterator[str]:
             applied_revision=applied + digest,
             latest_revision=latest + digest.replace("ab", "cd"),
         ) + " 1"  # fmt: skip
-        for s in STATES:
-            yield f"flux_oci_target_state{_labels(**ids, state=s)} {int(s == state)}"
+        yield f"flux_oci_target_state{_labels(**ids, state=state)} 1"  # the current one only
         yield f"flux_oci_target_lag_seconds{_labels(**ids)} {lag}"
         yield f"flux_oci_target_versions_behind{_labels(**ids)} {behind}"
         yield f"flux_oci_target_last_check_timestamp_seconds{_labels(**ids)} {now - 30:.3f}"
@@ -117,6 +114,13 @@ def _lines(n: int, now: float) -> Iterator[str]:
     for resource in ("ocirepositories", "helmrepositories", "helmcharts"):
         yield f"flux_oci_kube_lists_total{_labels(resource=resource)} 1"
         yield f"flux_oci_kube_api_errors_total{_labels(resource=resource)} {n}"
+    for source, result, count in (
+        ("distribution", "accepted", n),
+        ("gitlab", "ignored", n // 3),
+        ("distribution", "unauthorized", n // 5),
+    ):
+        yield f"flux_oci_events_received_total{_labels(source=source, result=result)} {count}"
+    yield from _histogram("flux_oci_event_to_request_seconds", 0.4, n)
     yield "process_resident_memory_bytes 5.24288e+07"
 
 

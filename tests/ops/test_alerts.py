@@ -25,6 +25,7 @@ EXPECTED_ALERTS = {
     "FluxOCIRegistryErrors",
     "FluxOCIRegistryRateLimited",
     "FluxOCIKubeAPIErrors",
+    "FluxOCIEventsUnauthorized",
     "FluxOCICheckStale",
     "FluxOCITriggerDown",
 }

@@ -64,6 +64,7 @@ def test_covers_the_brief() -> None:
         "flux_oci_request_to_applied_seconds",
         "flux_oci_artifact_to_applied_seconds",
         "flux_oci_registry_request_duration_seconds",
+        "flux_oci_event_to_request_seconds",
     }
     assert wanted <= used, sorted(wanted - used)
     table = next(

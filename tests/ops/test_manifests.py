@@ -161,3 +161,25 @@ def test_role_is_bound_to_the_service_account(everything: Objects) -> None:
             "namespace": account["metadata"]["namespace"],
         }
     ]
+
+
+def test_the_events_layout_adds_a_listener_of_its_own(kubectl: str) -> None:
+    objects = kustomize(kubectl, ROOT / "manifests" / "events")
+    deployment = one(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["FLUX_OCI_TRIGGER_EVENTS_LISTEN"] == "0.0.0.0:9799"
+    assert env["FLUX_OCI_TRIGGER_LISTEN"] == "0.0.0.0:9798"  # metrics stay where they were
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http-metrics": 9798, "http-events": 9799}  # fmt: skip
+    services = {s["metadata"]["name"]: s for s in objects if s["kind"] == "Service"}
+    events = services["flux-oci-trigger-events"]
+    assert [p["targetPort"] for p in events["spec"]["ports"]] == ["http-events"]
+    ingress = one(objects, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/hooks"
+    assert path["backend"]["service"] == {"name": "flux-oci-trigger-events",
+                                          "port": {"name": "http-events"}}  # fmt: skip
+    mounted = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounted["events"]["readOnly"] is True
