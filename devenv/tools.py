@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS_ENV = ROOT / "scripts" / "tools.env"
+ORACLE_SOURCE = ROOT / "tools" / "flux-oracle"
+ORACLE_FILES = ("go.mod", "go.sum", "main.go")  # digested in this order, as build-tools does
 
 
 def versions() -> dict[str, str]:
@@ -24,8 +27,16 @@ def tools_dir() -> Path:
     return Path(os.environ.get("FOT_TOOLS_DIR") or default)
 
 
+def oracle_version() -> str:
+    """flux-oracle's version: the fluxcd/pkg/version it links and a digest of its sources."""
+    digest = hashlib.sha256(b"".join((ORACLE_SOURCE / n).read_bytes() for n in ORACLE_FILES))
+    return f"{versions()['FLUXCD_PKG_VERSION_VERSION']}-{digest.hexdigest()[:12]}"
+
+
 def tool_dir(name: str) -> Path:
     """``<tools>/<name>-<version>`` for one of build-tools' names (kube-apiserver, etcd, ...)."""
+    if name == "flux-oracle":
+        return tools_dir() / f"{name}-{oracle_version()}"
     key = {
         "kube-apiserver": "KUBERNETES_VERSION",
         "etcd": "ETCD_VERSION",

@@ -181,6 +181,12 @@ def _settings(**flags: object) -> object:
     help="Address of the push events listener (/hooks/...), e.g. 0.0.0.0:9799; off by default.",
 )  # fmt: skip
 @click.option("--gitlab-registry", default=None, help="GitLab registry host for GitLab hooks.")
+@click.option(
+    "--tag-parsing", type=click.Choice(["flux-2.7", "flux-2.6"]), default=None,
+    help="Which Flux's tag rule to follow: flux-2.7 (2.7 and later, default) or flux-2.6.",
+)  # fmt: skip
+@click.option("--event-gap", default=None, help="At most one refresh per repository per this.")
+@click.option("--expedite-window", default=None, help="Checks every 5s after a tag push, e.g. 15m.")
 def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal

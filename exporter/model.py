@@ -13,12 +13,14 @@ from enum import StrEnum
 
 
 class Flavor(StrEnum):
-    """Which Flux code path picks the tag."""
+    """Which Flux code path picks the tag (``exporter.flux.policy`` documents each)."""
 
     OCI = "oci"  # OCIRepository: fluxcd/pkg version.ParseVersion + Masterminds constraints
     HELM = "helm"  # HelmChart from an OCI HelmRepository: strict semver, `_` -> `+`
     OCI_CHART = "oci-chart"  # OCIRepository whose layerSelector is the Helm chart layer:
     # as OCI, with `_` read as `+` (source-controller convertOCIToSemVerTag)
+    OCI_FLUX_2_6 = "oci-flux-2.6"  # OCI as Flux 2.6 and earlier parsed tags (strict, `v`)
+    OCI_CHART_FLUX_2_6 = "oci-chart-flux-2.6"  # OCI_CHART as Flux 2.6 and earlier did
 
 
 @dataclass(frozen=True)

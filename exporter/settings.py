@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from exporter.flux.annotations import DEFAULT_PREFIX, parse_duration
+from exporter.flux.policy import TagParsing
 
 ENV_PREFIX = "FLUX_OCI_TRIGGER_"
 LOG_FORMATS = ("text", "json")
@@ -73,6 +74,10 @@ class Settings:
     """Seconds before the first repeat of a request Flux handled without applying it."""
     stuck_backoff_max: float = 3600.0
     """Seconds: the doubling repeat delay stops growing here."""
+    tag_parsing: TagParsing = TagParsing.FLUX_2_7
+    """Which tags the watched Flux reads as versions: ``flux-2.7`` for Flux 2.7 and later
+    (``2025.02.03``, ``v1.2.3``: two dots, leading zeros allowed), ``flux-2.6`` for Flux
+    2.6 and earlier (strict semver after one optional ``v``)."""
 
 
 class SettingsError(ValueError):
@@ -137,6 +142,14 @@ def _text(value: object) -> str:
     raise ValueError(f"{_shown(value)} is not a string")
 
 
+def _tag_parsing(value: object) -> TagParsing:
+    choices = {t.value: t for t in TagParsing}
+    found = choices.get(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"{_shown(value)} is not one of {', '.join(choices)}")
+    return found
+
+
 def _namespaces(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
@@ -171,6 +184,7 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "expedite_window": _duration,
     "stuck_backoff_min": _duration,
     "stuck_backoff_max": _duration,
+    "tag_parsing": _tag_parsing,
 }
 
 

@@ -24,6 +24,7 @@ from exporter.flux.helm_sources import (
     helm_chart_target,
     helm_repository_info,
 )
+from exporter.flux.policy import TagParsing
 from exporter.flux.sources import is_oci_source, oci_repository_target
 from exporter.flux.targets import SourceProblem, Target, TargetId
 
@@ -46,9 +47,17 @@ class _Repo:
 
 
 class Catalog:
-    def __init__(self, prefix: str, *, min_interval: float, default_interval: float) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        min_interval: float,
+        default_interval: float,
+        tag_parsing: TagParsing = TagParsing.FLUX_2_7,
+    ) -> None:
         self._prefix = prefix
         self._kw = {"min_interval": min_interval, "default_interval": default_interval}
+        self._tag_parsing = tag_parsing
         self._oci: dict[Key, Parsed] = {}
         self._repos: dict[Key, _Repo] = {}
         self._charts: dict[Key, Parsed] = {}
@@ -85,7 +94,7 @@ class Catalog:
 
     def _oci_one(self, obj: Obj) -> Parsed:
         self.parses += 1
-        source = oci_repository_target(obj, self._prefix, **self._kw)
+        source = oci_repository_target(obj, self._prefix, **self._kw, tag_parsing=self._tag_parsing)
         _warn(source)
         return Parsed(_version(obj), source)
 
@@ -108,7 +117,7 @@ class Catalog:
         source = None
         if repo is not None and repo.info is not None and repo.info.claimed:
             self.parses += 1
-            source = helm_chart_target(chart, repo.info, self._prefix)
+            source = helm_chart_target(chart, repo.info, self._prefix, self._tag_parsing)
             _warn(source)
         return Parsed(version, source)
 

@@ -39,6 +39,7 @@ from exporter.core.hooks import HookSource, Nudge
 from exporter.core.memory import Backoff
 from exporter.core.observation import Observation, RegistryFailure
 from exporter.core.plan import Tracked, is_due, needs_registry, wait_after_failure
+from exporter.flux.policy import TagParsing
 from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
@@ -67,6 +68,7 @@ class EngineConfig:
     stall_after: float = 120.0  # liveness: no progress for this long while checks are due
     event_gap: float = 2.0  # one cache refresh per repository per this many seconds, at most
     expedite_window: float = 900.0  # after a tag push, look often for this long
+    tag_parsing: TagParsing = TagParsing.FLUX_2_7  # which Flux's tag rule to follow
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Engine:
             config.prefix,
             min_interval=config.min_interval,
             default_interval=config.default_interval,
+            tag_parsing=config.tag_parsing,
         )
         self._tracked: dict[TargetId, Tracked] = {}
         self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome

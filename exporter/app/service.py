@@ -94,6 +94,7 @@ class Service:
                 stall_after=max(120.0, settings.interval * 3),
                 event_gap=settings.event_gap,
                 expedite_window=settings.expedite_window,
+                tag_parsing=settings.tag_parsing,
             ),
             resources=self.resources,
             cache=self.cache,

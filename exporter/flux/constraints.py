@@ -1,9 +1,10 @@
-"""Version ranges with the exact behaviour of Masterminds/semver v3.4 constraints.
+"""Version ranges with the exact behaviour of Masterminds/semver v3.5 constraints.
 
 ``1.2`` in a range means ``1.2.x``; ``^0.0`` and ``!=1.x`` have their own readings;
-hyphen ranges, ``||`` and comma or space AND groups parse as in Go; and a prerelease
+hyphen ranges, ``||`` and comma or space AND groups parse as in Go; a prerelease
 version passes an AND group only when some comparator of that group carries a
-prerelease (``>=1.0.0-0 <2`` admits ``1.5.0-rc.1``).
+prerelease (``>=1.0.0-0 <2`` admits ``1.5.0-rc.1``); and a range is at most 512 bytes
+and 32 ``||`` groups.
 
 The range grammar is matched with RE2, the engine family of Go's ``regexp``: the
 same leftmost-first submatch semantics, ASCII-only ``\\s`` and linear time, so a
@@ -37,6 +38,8 @@ _HYPHEN = re2.compile(rf"\s*({_CV})\s+-\s+({_CV})\s*")
 _FIND = re2.compile(rf"({_OPS})\s*({_CV})")
 _GROUP = re2.compile(rf"(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*")
 _HYPHEN_SECOND = 11  # group index of the upper bound in _HYPHEN
+MAX_CONSTRAINT_LEN = 512  # bytes, checked before the hyphen ranges are rewritten
+MAX_CONSTRAINT_GROUPS = 32  # "||" groups, counted after
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +209,15 @@ class Constraints:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_CONSTRAINT_LEN:
+            raise InvalidConstraint(
+                f"constraint string is too long (max {MAX_CONSTRAINT_LEN} bytes)"
+            )
+        parts = _rewrite_hyphens(text).split("||")
+        if len(parts) > MAX_CONSTRAINT_GROUPS:
+            raise InvalidConstraint(f"too many constraint groups (max {MAX_CONSTRAINT_GROUPS})")
         groups: list[_Group] = []
-        for part in _rewrite_hyphens(text).split("||"):
+        for part in parts:
             if _GROUP.fullmatch(part) is None:
                 raise InvalidConstraint(f"improper constraint: {part.strip()}")
             pieces = [m.group(0) for m in _FIND.finditer(part)] or [part]

@@ -29,7 +29,7 @@ from exporter.flux.fields import (
     text,
     unsupported_reason,
 )
-from exporter.flux.policy import is_pinned_chart_version
+from exporter.flux.policy import TagParsing, is_pinned_chart_version
 from exporter.flux.revision import (
     parse_chart_revision,
 )
@@ -91,7 +91,10 @@ def helm_chart_source(chart: Obj) -> tuple[str, str] | None:
 
 
 def helm_chart_target(
-    chart: Obj, repo: HelmRepositoryInfo, prefix: str
+    chart: Obj,
+    repo: HelmRepositoryInfo,
+    prefix: str,
+    tag_parsing: TagParsing = TagParsing.FLUX_2_7,
 ) -> Target | SourceProblem | None:
     """The target for a HelmChart of ``repo``; None when it is not ours.
 
@@ -134,7 +137,7 @@ def helm_chart_target(
             resource_version=fields["resource_version"],
         )
     version = (text(chart, "spec", "version") or "*").strip() or "*"
-    if version != "*" and is_pinned_chart_version(version):
+    if version != "*" and is_pinned_chart_version(version, tag_parsing):
         rule = WatchRule.pinned(tag=version)
     else:
         rule = WatchRule.semver(TagRule(version, None, Flavor.HELM))

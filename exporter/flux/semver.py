@@ -1,11 +1,16 @@
-"""Semantic versions with the exact behaviour of Masterminds/semver v3.4.
+"""Semantic versions with the exact behaviour of Masterminds/semver v3.5.
 
 Flux picks tags with the Go library Masterminds/semver, whose rules differ from
 the semver 2.0 spec and from npm in small ways that decide which tag wins: the
 loose parser accepts ``v1``, ``1.2`` and leading zeros, and prerelease identifiers
 order numbers below text. Reimplementing those rules here, checked against the
-library's own test tables, is what lets the exporter predict Flux's choice instead
-of approximating it. Ranges over these versions live in ``exporter.flux.constraints``.
+library's own test tables and against the library itself (``tests/oracle``), is what
+lets the exporter predict Flux's choice instead of approximating it. Ranges over these
+versions live in ``exporter.flux.constraints``.
+
+Flux reads a tag with fluxcd/pkg ``version.ParseVersion``, whose rule changed with
+Flux 2.7: :func:`flux_version_or_none` is the current one, :func:`strict_version_or_none`
+with ``v_prefix`` the one of Flux 2.6 and earlier.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from dataclasses import dataclass, field
 
 _UINT64_MAX = 2**64 - 1
 _UINT64_DIGITS = 19  # shorter digit strings always fit
+MAX_VERSION_LEN = 256
+"""Masterminds v3.5 ``MaxVersionLen``: both parsers refuse longer text (in bytes, but only
+ASCII text can parse, so characters count the same)."""
 
-# NewVersion (coercing mode, the v3.4 default): optional lowercase `v`, one to
+# NewVersion (coercing mode, the default since v3.4): optional lowercase `v`, one to
 # three numeric parts (leading zeros allowed), optional prerelease and build.
 _LOOSE = re.compile(
     r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
@@ -115,6 +123,8 @@ def _uint64(digits: str, text: str) -> int:
 
 def parse_version(text: str) -> Version:
     """Masterminds ``NewVersion``: the loose parser (``v1``, ``1.2``, ``01.2.3`` accepted)."""
+    if len(text) > MAX_VERSION_LEN:
+        raise InvalidVersion(f"version string is too long (max {MAX_VERSION_LEN} bytes)")
     m = _LOOSE.fullmatch(text)
     if m is None:
         raise InvalidVersion(f"invalid semantic version {text!r}")
@@ -131,11 +141,33 @@ def parse_version(text: str) -> Version:
     )
 
 
+def version_or_none(text: str) -> Version | None:
+    """:func:`parse_version` returning None instead of raising."""
+    try:
+        return parse_version(text)
+    except InvalidVersion:
+        return None
+
+
+def flux_version_or_none(text: str) -> Version | None:
+    """fluxcd/pkg ``version.ParseVersion`` since v0.8 (Flux 2.7, source-controller v1.7).
+
+    ``strings.SplitN(text, ".", 3)`` must give three parts, that is the text holds two
+    dots somewhere; then Masterminds' loose ``NewVersion``. So ``2025.02.03`` (2025.2.3),
+    ``v01.007.02``, ``1.2-beta.5`` (1.2.0-beta.5) and ``12.02+build.1`` (12.2.0+build.1)
+    are versions; ``1.2``, ``v1`` and ``1.2.3.4`` are not. None when it is not a version.
+    """
+    if text.count(".") < 2:
+        return None
+    return version_or_none(text)
+
+
 def parse_strict_version(text: str, *, v_prefix: bool = False) -> Version:
     """Masterminds ``StrictNewVersion``: semver 2.0 only, no leading zeros.
 
     With ``v_prefix`` one leading ``v`` is also accepted, which is fluxcd/pkg
-    ``version.ParseVersion`` (strict check without the ``v``, then ``NewVersion``).
+    ``version.ParseVersion`` before v0.8 (Flux 2.6 and earlier): the strict check
+    without the ``v``, then ``NewVersion``.
     """
     version = strict_version_or_none(text, v_prefix=v_prefix)
     if version is None:
@@ -145,6 +177,8 @@ def parse_strict_version(text: str, *, v_prefix: bool = False) -> Version:
 
 def strict_version_or_none(text: str, *, v_prefix: bool = False) -> Version | None:
     """:func:`parse_strict_version` returning None instead of raising (the hot path)."""
+    if len(text) > MAX_VERSION_LEN:
+        return None
     m = (_STRICT_V if v_prefix else _STRICT).fullmatch(text)
     if m is None:
         return None

@@ -30,6 +30,7 @@ from exporter.flux.fields import (
     text,
     unsupported_reason,
 )
+from exporter.flux.policy import TagParsing, flavor_for
 from exporter.flux.revision import (
     is_digest,
     is_tag,
@@ -55,7 +56,7 @@ def is_oci_source(obj: Obj) -> bool:
     )
 
 
-def _oci_rule(obj: Obj, problems: list[str]) -> WatchRule:
+def _oci_rule(obj: Obj, problems: list[str], tag_parsing: TagParsing) -> WatchRule:
     """``spec.ref`` with Flux's precedence: digest > semver > tag > ``latest``."""
     digest = text(obj, "spec", "ref", "digest")
     semver = text(obj, "spec", "ref", "semver")
@@ -66,7 +67,7 @@ def _oci_rule(obj: Obj, problems: list[str]) -> WatchRule:
         return WatchRule.pinned(digest=digest)
     if semver is not None:
         helm_layer = get(obj, "spec", "layerSelector", "mediaType") == HELM_CHART_LAYER
-        flavor = Flavor.OCI_CHART if helm_layer else Flavor.OCI
+        flavor = flavor_for(Flavor.OCI_CHART if helm_layer else Flavor.OCI, tag_parsing)
         return WatchRule.semver(TagRule(semver, text(obj, "spec", "ref", "semverFilter"), flavor))
     tag = tag or "latest"
     if not is_tag(tag):
@@ -75,7 +76,12 @@ def _oci_rule(obj: Obj, problems: list[str]) -> WatchRule:
 
 
 def oci_repository_target(
-    obj: Obj, prefix: str, *, min_interval: float, default_interval: float
+    obj: Obj,
+    prefix: str,
+    *,
+    min_interval: float,
+    default_interval: float,
+    tag_parsing: TagParsing = TagParsing.FLUX_2_7,
 ) -> Target | SourceProblem | None:
     """The target for an OCIRepository, a problem, or None when it has not opted in."""
     annotations = annotations_of(obj)
@@ -87,7 +93,7 @@ def oci_repository_target(
     )
     problems = list(result.problems)
     repository = repository_ref(text(obj, "spec", "url"), "spec.url", problems)
-    rule = _oci_rule(obj, problems)
+    rule = _oci_rule(obj, problems, tag_parsing)
     access = access_of(obj)
     fields = status_fields(obj)
     if problems or repository is None or result.options is None:

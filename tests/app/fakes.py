@@ -18,6 +18,7 @@ from exporter.app.engine import Engine, EngineConfig
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.memory import Backoff
+from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
 from exporter.kube.trigger import ObjectRef, PatchError
@@ -214,6 +215,7 @@ def rig(
     kube: FakeKube | None = None,
     clock: Callable[[], float] = time.time,
     tag_ttl: float = 60.0,
+    tag_parsing: TagParsing = TagParsing.FLUX_2_7,
 ) -> Iterator[Rig]:
     registry = registry or FakeRegistry()
     kube = kube or FakeKube()
@@ -228,6 +230,7 @@ def rig(
             dry_run=dry_run,
             backoff=Backoff(60.0, 3600.0),
             deadline=deadline,
+            tag_parsing=tag_parsing,
         ),
         resources=RESOURCES,
         cache=TagCache(registry, ttl=tag_ttl, clock=clock),

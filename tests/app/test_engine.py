@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from exporter.flux.policy import TagParsing
 from exporter.registry.errors import RegistryRateLimited, RegistryUnavailable
 from tests.app.fakes import DIGEST, FakeKube, FakeRegistry, oci, rig
 
@@ -237,3 +238,15 @@ def test_run_pass_checks_everything_and_waits_for_the_patches() -> None:
         assert r.engine.run_pass(objects) == 5
         assert len(r.kube.patches) == 5 and len(r.kube.events) == 5
         assert r.store.snapshot().passes == 1
+
+
+def test_calendar_versions_follow_the_configured_flux_rule() -> None:
+    tags = {f"{A}/app": ["2024.12.31", "2025.02.03"]}  # leading zeros: versions since Flux 2.7
+    for parsing, picked in (
+        (TagParsing.FLUX_2_7, "2025.02.03"),
+        (TagParsing.FLUX_2_6, "2024.12.31"),
+    ):
+        with rig(registry=FakeRegistry(tags=dict(tags)), tag_parsing=parsing) as r:
+            r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", semver=">=2024.0.0")]})
+            r.until(lambda: r.engine.checks == 1)
+            assert r.store.snapshot().targets[0].latest_revision.startswith(picked + "@"), parsing

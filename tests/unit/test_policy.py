@@ -8,13 +8,16 @@ import pytest
 
 from exporter.flux.policy import (
     InvalidRule,
+    TagParsing,
     compile_rule,
+    flavor_for,
     is_pinned_chart_version,
     parse_flux_tag,
 )
 from exporter.model import Flavor, TagRule
 
-OCI, HELM = Flavor.OCI, Flavor.HELM
+OCI, HELM, OCI_CHART = Flavor.OCI, Flavor.HELM, Flavor.OCI_CHART
+OCI_26, OCI_CHART_26 = Flavor.OCI_FLUX_2_6, Flavor.OCI_CHART_FLUX_2_6
 
 
 def pick(
@@ -39,7 +42,9 @@ def pick(
         pytest.param(
             ["1.1.0", "1.2.3.4", "v1.2.3.4"], "*", None, "1.1.0", id="four part tags skipped"
         ),
-        pytest.param(["1.1.0", "01.2.3", "1.02.0"], "*", None, "1.1.0", id="leading zeros skipped"),
+        pytest.param(
+            ["1.1.0", "01.2.3", "1.02.0"], "*", None, "01.2.3", id="leading zeros are numbers"
+        ),
         pytest.param(["1.1.0", "V2.0.0", "vv2.0.0"], "*", None, "1.1.0", id="only one lowercase v"),
         pytest.param(
             ["1.1.0", "2.0.0_build"],
@@ -218,12 +223,41 @@ def test_invalid_rules(rule: TagRule, message: str) -> None:
         ("^1.2.3", False),
         (">=1.2.3", False),
         ("1.2.x", False),
-        ("01.2.3", False),
+        ("1.2.3.4", False),
         ("1.2.3_build", False),
+        ("1.2.3 ", False),
     ],
 )
 def test_is_pinned_chart_version(version: str, pinned: bool) -> None:
+    """Versions both rules read alike."""
     assert is_pinned_chart_version(version) is pinned
+    assert is_pinned_chart_version(version, TagParsing.FLUX_2_6) is pinned
+
+
+@pytest.mark.parametrize(
+    ("version", "flux_2_7", "flux_2_6"),
+    [
+        ("01.2.3", True, False),
+        ("2025.02.03", True, False),
+        ("v01.007.02", True, False),
+        ("1.2-beta.5", True, False),
+        ("12.02+build.1", True, False),
+        ("v12-beta.0abc.0abc", True, False),
+        ("1.2.3-01", False, False),  # a numeric prerelease identifier never has a leading zero
+        ("1.2.3-" + "a" * 250, True, True),  # 256 bytes: Masterminds' limit
+        ("1.2.3-" + "a" * 251, False, False),
+    ],
+)
+def test_pinned_chart_version_follows_the_flux_release(
+    version: str, flux_2_7: bool, flux_2_6: bool
+) -> None:
+    """source-controller's getChartVersion shortcut: whatever ParseVersion reads is a pin.
+
+    Since Flux 2.7 that takes any text with two dots that the loose parser reads.
+    """
+    assert is_pinned_chart_version(version) is flux_2_7
+    assert is_pinned_chart_version(version, TagParsing.FLUX_2_7) is flux_2_7
+    assert is_pinned_chart_version(version, TagParsing.FLUX_2_6) is flux_2_6
 
 
 @pytest.mark.parametrize(
@@ -237,6 +271,24 @@ def test_is_pinned_chart_version(version: str, pinned: bool) -> None:
         ("1.2.3-01", OCI, None),
         ("18446744073709551616.0.0", OCI, None),
         ("18446744073709551615.0.0", OCI, (2**64 - 1, 0, 0, "", "")),
+        ("2025.02.03", OCI, (2025, 2, 3, "", "")),
+        ("2025.02.03", OCI_CHART, (2025, 2, 3, "", "")),
+        ("2025.02.03", HELM, None),
+        ("2025.02.03", OCI_26, None),
+        ("1.2-beta.5", OCI, (1, 2, 0, "beta.5", "")),
+        ("1.2-beta.5", OCI_26, None),
+        ("12.02+build.1", OCI, (12, 2, 0, "", "build.1")),
+        ("12.02_build.1", OCI_CHART, (12, 2, 0, "", "build.1")),
+        ("12.02_build.1", OCI, None),
+        ("12.02_build.1", HELM, None),
+        ("12.02_build.1", OCI_CHART_26, None),
+        ("v12-beta.0abc.0abc", OCI, (12, 0, 0, "beta.0abc.0abc", "")),
+        ("1.2", OCI, None),
+        ("v1", OCI, None),
+        ("1.2.3.4", OCI, None),
+        ("V1.2.3", OCI, None),
+        ("v1.2.3", OCI_26, (1, 2, 3, "", "")),
+        ("v1.2.3_b", OCI_CHART_26, (1, 2, 3, "", "b")),
     ],
 )
 def test_parse_flux_tag(
@@ -272,3 +324,57 @@ def test_oci_repository_with_a_helm_chart_layer_reads_underscore_as_plus() -> No
     assert rule.select(["1.0.0", "v1.0.1_build.2", "1.0.0_x"]) == "v1.0.1_build.2"
     plain = compile_rule(TagRule(">=1.0.0", None, Flavor.OCI))
     assert plain.select(["1.0.0", "v1.0.1_build.2"]) == "1.0.0"
+
+
+@pytest.mark.parametrize(
+    ("tags", "semver", "flux_2_7", "flux_2_6"),
+    [
+        pytest.param(
+            ["2024.12.31", "2025.02.03", "latest"], "*", "2025.02.03", "2024.12.31", id="calver"
+        ),
+        pytest.param(
+            ["1.1.0", "1.2-beta.5", "1.2.0-beta.4"],
+            ">=1.0.0-0",
+            "1.2-beta.5",
+            "1.2.0-beta.4",
+            id="two parts and a prerelease",
+        ),
+        pytest.param(
+            ["12.1.0", "12.02+build.1"], "^12", "12.02+build.1", "12.1.0", id="build metadata"
+        ),
+        pytest.param(["1.2", "1.2.3.4", "v1"], "*", None, None, id="fewer or more parts"),
+    ],
+)
+def test_quirky_tags(
+    tags: list[str], semver: str, flux_2_7: str | None, flux_2_6: str | None
+) -> None:
+    """What fluxcd/pkg/version v0.8 (Flux 2.7, source-controller v1.7) changed."""
+    assert pick(tags, semver) == flux_2_7
+    assert pick(tags, semver, flavor=OCI_26) == flux_2_6
+    charts = [t.replace("+", "_") for t in tags]
+    chart_pick = pick(charts, semver, flavor=OCI_CHART)
+    assert chart_pick == (flux_2_7.replace("+", "_") if flux_2_7 else None)
+    assert pick(charts, semver, flavor=OCI_CHART_26) == (
+        flux_2_6.replace("+", "_") if flux_2_6 else None
+    )
+
+
+def test_helm_tags_stay_strict() -> None:
+    """Helm's registry client keeps StrictNewVersion tags only, Flux 2.7 or not."""
+    tags = ["2024.12.31", "2025.02.03", "1.2-beta.5", "12.02_build.1", "v3.0.0"]
+    assert pick(tags, "*", flavor=HELM) == "2024.12.31"
+    assert pick(tags, ">=0.0.0-0", flavor=HELM) == "2024.12.31"
+
+
+def test_leading_zeros_tie_with_the_plain_spelling() -> None:
+    assert pick(["2025.2.3", "2025.02.03", "v2025.02.03"], "*") == "2025.02.03"
+    assert compile_rule(TagRule(">=2025.0.0")).newer_than(["2025.02.03"], "2025.2.3") == 0
+
+
+@pytest.mark.parametrize(
+    ("flavor", "flux_2_6"),
+    [(OCI, OCI_26), (OCI_CHART, OCI_CHART_26), (HELM, HELM), (OCI_26, OCI_26)],
+)
+def test_flavor_for(flavor: Flavor, flux_2_6: Flavor) -> None:
+    assert flavor_for(flavor, TagParsing.FLUX_2_7) is flavor
+    assert flavor_for(flavor, TagParsing.FLUX_2_6) is flux_2_6

@@ -16,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.flux.constraints import Constraints, InvalidConstraint, parse_comparator
-from exporter.flux.semver import InvalidVersion, parse_strict_version, parse_version
+from exporter.flux.semver import (
+    InvalidVersion,
+    flux_version_or_none,
+    parse_strict_version,
+    parse_version,
+    strict_version_or_none,
+)
 
 CASES: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "data" / "masterminds-semver-cases.json").read_text()
@@ -222,7 +228,7 @@ def test_strict_is_loose_in_canonical_form(text: str) -> None:
 @given(VERSIONISH)
 @settings(max_examples=300, deadline=None)
 def test_v_prefix_is_one_lowercase_v(text: str) -> None:
-    """fluxcd/pkg ParseVersion: strict once a single leading v is removed."""
+    """fluxcd/pkg ParseVersion before v0.8 (Flux 2.6): strict once a single leading v is removed."""
     bare = text[1:] if text.startswith("v") else text
     try:
         parse_strict_version(bare)
@@ -235,3 +241,76 @@ def test_v_prefix_is_one_lowercase_v(text: str) -> None:
         assert not expected
     else:
         assert expected and parsed.original == text
+
+
+# Masterminds v3.5 limits (version.go MaxVersionLen, constraints.go MaxConstraintLen and
+# MaxConstraintGroups), as source-controller v1.9 links them.
+
+
+def test_versions_are_at_most_256_bytes() -> None:
+    longest = "1.2.3-" + "a" * 250
+    assert parse_version(longest).prerelease == "a" * 250
+    assert strict_version_or_none(longest) is not None
+    with pytest.raises(InvalidVersion, match="too long"):
+        parse_version(longest + "a")
+    assert strict_version_or_none(longest + "a") is None
+    assert flux_version_or_none(longest + "a") is None
+
+
+def test_ranges_are_at_most_512_bytes_and_32_groups() -> None:
+    assert Constraints(">=1.0.0 " * 64).text  # 512 bytes
+    with pytest.raises(InvalidConstraint, match="too long"):
+        Constraints(">=1.0.0 " * 64 + "1")
+    with pytest.raises(InvalidConstraint, match="too long"):
+        Constraints("é" * 257)  # counted in bytes, as Go's len()
+    assert Constraints(" || ".join(["1"] * 32)).check(parse_version("1.5.0"))
+    with pytest.raises(InvalidConstraint, match="too many"):
+        Constraints(" || ".join(["1"] * 33))
+    with pytest.raises(InvalidConstraint):
+        Constraints("1.2.3-" + "a" * 251)  # a version over 256 bytes inside a range
+
+
+# fluxcd/pkg/version ParseVersion since v0.8 (Flux 2.7, source-controller v1.7): two dots,
+# then NewVersion.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025.02.03", (2025, 2, 3, "", "")),
+        ("v01.007.02", (1, 7, 2, "", "")),
+        ("1.2-beta.5", (1, 2, 0, "beta.5", "")),
+        ("12.02+build.1", (12, 2, 0, "", "build.1")),
+        ("v12-beta.0abc.0abc", (12, 0, 0, "beta.0abc.0abc", "")),
+        ("1-a.b.c", (1, 0, 0, "a.b.c", "")),
+        ("1-a.b+c", None),  # one dot
+        ("1.2.3", (1, 2, 3, "", "")),
+        ("1.2", None),
+        ("v1", None),
+        ("1.2+b", None),
+        ("1.2.3.4", None),
+        ("1..3", None),
+        ("1.2.3-01", None),
+        ("1.2.3_b", None),
+        ("V1.2.3", None),
+    ],
+)
+def test_flux_parse_version(text: str, expected: tuple[int, int, int, str, str] | None) -> None:
+    v = flux_version_or_none(text)
+    assert (None if v is None else (v.major, v.minor, v.patch, v.prerelease, v.metadata)) == (
+        expected
+    )
+    if v is not None:
+        assert v.original == text
+
+
+@given(VERSIONISH)
+@settings(max_examples=300, deadline=None)
+def test_flux_2_7_reads_every_tag_flux_2_6_read(text: str) -> None:
+    """The new rule only adds versions; a tag both read is the same version."""
+    before = strict_version_or_none(text, v_prefix=True)
+    after = flux_version_or_none(text)
+    if before is not None:
+        assert after is not None and after.key == before.key and after.original == text
+    if after is not None:
+        assert text.count(".") >= 2 and after.key == parse_version(text).key

@@ -30,7 +30,7 @@ from exporter.model import Flavor, RepositoryRef, TagRule
 
 P = DEFAULT_PREFIX
 DIGEST = "sha256:" + "ab" * 32
-LIMITS = {"min_interval": 10.0, "default_interval": 60.0}
+LIMITS: dict[str, Any] = {"min_interval": 10.0, "default_interval": 60.0}
 
 
 def oci_repository(api_version: str = "source.toolkit.fluxcd.io/v1", **spec: Any) -> dict[str, Any]:
