@@ -87,7 +87,7 @@ def test_an_api_server_restart_is_survived_and_an_expired_watch_relists(
     log_path = tmp_path / "exporter.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "run", "--dry-run", "--log-format", "text",
+            [sys.executable, "-m", "exporter", "run", "--log-format", "text",
              "--kubeconfig", str(plane.kubeconfig), "--listen", f"127.0.0.1:{port}",
              "--interval", "2s", "--tag-ttl", "2s"],
             env=dict(os.environ, FLUX_OCI_TRIGGER_MIN_INTERVAL="1s"),

@@ -228,7 +228,7 @@ def _requests_as(admin_kubeconfig: str, as_exporter: str, registry: Any, ns: str
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert ran.returncode == 0, ran.stderr
-        assert "403" not in ran.stderr and "Forbidden" not in ran.stderr, ran.stderr
+        assert "HTTP 403" not in ran.stderr and "Forbidden" not in ran.stderr, ran.stderr
         obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
             "source.toolkit.fluxcd.io", "v1", ns, "ocirepositories", "app"
         )
