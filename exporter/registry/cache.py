@@ -186,6 +186,9 @@ class TagCache:
         self._lister = lister
         self._tags: _TTLMap[tuple[str, ...]] = _TTLMap(ttl, clock, max_entries)
         self._digests: _TTLMap[str] = _TTLMap(ttl, clock, max_entries)
+        # creation times are content-addressed: kept a day, asked once however many objects
+        # share the artifact (concurrent misses wait for one request)
+        self._created: _TTLMap[tuple[float | None]] = _TTLMap(86400.0, clock, max_entries)
 
     def tags(
         self,
@@ -247,10 +250,17 @@ class TagCache:
     ) -> float | None:
         """When the artifact was built (its ``org.opencontainers.image.created``), if it
         says; None when unknown or unreadable. Content-addressed: the client keeps it."""
+        tls = tls or TLSOptions()
+        key = (CacheKey(repo, credentials.fingerprint(), tls.fingerprint()), digest)
+
+        def fetch() -> tuple[float | None]:
+            return (self._lister.manifest_created(repo, digest, credentials, tls),)
+
         try:
-            return self._lister.manifest_created(repo, digest, credentials, tls or TLSOptions())
+            (created,), _, _ = self._created.get(key, fetch)
         except RegistryError:
             return None  # only the lag's start depends on it: first seen is the fallback
+        return created
 
     def stats(self) -> CacheStats:
         """Counts over tag listings (the expensive call): asked, answered from cache, fetched."""

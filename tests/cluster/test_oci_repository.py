@@ -11,6 +11,9 @@ import pytest
 
 from devenv.cluster import Cluster
 from devenv.push import Pusher
+from exporter.flux.policy import compile_rule
+from exporter.flux.sources import HELM_CHART_LAYER
+from exporter.model import Flavor, TagRule
 from tests.cluster.flux import SOURCE, is_ready, request_reconcile, revision, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -64,3 +67,61 @@ def test_requested_reconcile_moves_to_the_newer_tag(
     assert obj["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"] == token
     managers = {f["manager"] for f in obj["metadata"]["managedFields"]}
     assert "flux-client-side-apply" in managers
+
+
+@pytest.mark.parametrize(
+    ("versions", "semver", "expected", "chart"),
+    [
+        (("2024.12.31", "2025.02.03"), ">=2024.0.0", "2025.02.03", False),  # leading zeros
+        (("1.1.0", "1.2-beta.5"), ">=1.0.0-0", "1.2-beta.5", False),  # two dots, loosely read
+        # "+" cannot be in a tag: Helm charts pushed as OCI artifacts carry "_" instead,
+        # and an OCIRepository selecting the chart layer reads it back as "+"
+        (("12.1.0", "12.02+build.1"), ">=12.0.0", "12.02_build.1", True),
+    ],
+)
+def test_quirky_tags_are_picked_as_flux_picks_them(
+    flux_cluster: Cluster,
+    custom: Any,
+    namespace: str,
+    pusher: Pusher,
+    versions: tuple[str, ...],
+    semver: str,
+    expected: str,
+    chart: bool,
+) -> None:
+    """source-controller (Flux 2.7+) and the exporter's rule name the same tag."""
+    repository = f"{namespace}/quirky"
+    for version in versions:
+        if chart:
+            pusher.helm_chart(namespace, "quirky", version)
+        else:
+            pusher.flux_artifact(repository, version, files={"tag.txt": version.encode()})
+    tags = tuple(v.replace("+", "_") for v in versions)
+    flavor = Flavor.OCI_CHART if chart else Flavor.OCI
+    assert compile_rule(TagRule(semver, None, flavor)).select(tags) == expected
+    spec: dict[str, Any] = {
+        "url": f"oci://{flux_cluster.registry}/{repository}",
+        "ref": {"semver": semver},
+        "interval": "1h",
+        "insecure": True,
+    }
+    if chart:
+        spec["layerSelector"] = {"mediaType": HELM_CHART_LAYER, "operation": "copy"}
+    custom.create_namespaced_custom_object(SOURCE, "v1", namespace, "ocirepositories", {
+        "apiVersion": f"{SOURCE}/v1",
+        "kind": "OCIRepository",
+        "metadata": {"name": "quirky", "namespace": namespace},
+        "spec": spec,
+    })  # fmt: skip
+
+    def applied() -> str:
+        obj = custom.get_namespaced_custom_object(
+            SOURCE, "v1", namespace, "ocirepositories", "quirky"
+        )
+        return revision(obj) or ""
+
+    deadline = time.monotonic() + 90
+    while not applied():
+        assert time.monotonic() < deadline, "source-controller did not reconcile"
+        time.sleep(0.2)
+    assert applied().startswith(expected + "@")

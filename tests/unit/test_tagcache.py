@@ -185,3 +185,34 @@ def test_digests_are_cached_per_tag() -> None:
     cache.digest(REPO, "latest")
     cache.digest(REPO, "v1.0.0")
     assert lister.digest_calls == 2
+
+
+def test_creation_times_are_asked_once_for_concurrent_objects() -> None:
+    import threading
+
+    calls: list[str] = []
+    gate = threading.Event()
+
+    class Slow(Lister):
+        def manifest_created(
+            self,
+            repo: RepositoryRef,
+            digest: str,
+            credentials: Credentials = ANONYMOUS,
+            tls: TLSOptions = DEFAULT_TLS,
+        ) -> float | None:
+            calls.append(digest)
+            gate.wait(5)
+            return 1234.0
+
+    cache = TagCache(Slow(), ttl=60, clock=lambda: 0.0)
+    repo = RepositoryRef("r.example", "app")
+    results: list[float | None] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.created(repo, "sha256:x")))
+               for _ in range(8)]  # fmt: skip
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert results == [1234.0] * 8 and calls == ["sha256:x"]
