@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,15 @@ class Cluster:
         return self.workdir / "logs"
 
     @classmethod
-    def start(cls, workdir: Path) -> Cluster:
-        """Start everything under ``workdir`` (emptied first); stop it all if a step fails."""
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        notify: str | None = None,
+        notify_headers: Mapping[str, str] | None = None,
+    ) -> Cluster:
+        """Start everything under ``workdir`` (emptied first); stop it all if a step fails.
+        ``notify``: the URL the registry POSTs push notifications to (with ``notify_headers``)."""
         missing = missing_tools()
         if missing:
             raise FileNotFoundError("not available: " + ", ".join(missing))
@@ -90,7 +97,13 @@ class Cluster:
                 started.append(Proc.adopt(name, popen, logs / f"{name}.log"))
             timed("namespace", lambda: _create_namespace(plane.kubeconfig, flux.NAMESPACE))
             registry = timed(
-                "registry", lambda: start_registry(workdir / "registry", implementation="v3")
+                "registry",
+                lambda: start_registry(
+                    workdir / "registry",
+                    implementation="v3",
+                    notifications_url=notify,
+                    notification_headers=notify_headers,
+                ),
             )
             assert registry is not None
             (logs / "registry.log").symlink_to(registry.log_path)

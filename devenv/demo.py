@@ -3,14 +3,17 @@
 1. bring up etcd, kube-apiserver, source-controller, a registry and Prometheus;
 2. push ``demo/app:v1.0.0`` and create an opted-in OCIRepository (semver ``>=1.0.0``,
    Flux interval 1h: only a reconcile request can make Flux look again soon);
-3. start ``flux-oci-trigger run`` with its metrics scraped by Prometheus;
-4. push ``v1.1.0`` and show the request going out and Flux applying it, with timings;
+3. start ``flux-oci-trigger run`` (default polling: every minute) with its events listener,
+   the registry's push notifications pointed at it, and its metrics scraped by Prometheus;
+4. push ``v1.1.0`` and show the notification turned into a request and Flux applying it,
+   with timings (seconds, where polling alone would take up to two minutes);
 5. print the URLs to look at; Ctrl-C stops everything (``--exit`` stops at once).
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 import urllib.parse
@@ -20,8 +23,9 @@ from pathlib import Path
 from kubernetes import client, config
 
 from devenv.cluster import Cluster
-from devenv.exporter import running_exporter
+from devenv.exporter import exporter_process
 from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
+from devenv.ports import free_port
 from devenv.push import Pusher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +41,13 @@ def main() -> int:
     parser.add_argument("--exit", action="store_true", help="stop everything at the end")
     args = parser.parse_args()
     say("starting a local Flux: etcd, kube-apiserver, source-controller, registry, Prometheus")
-    cluster = Cluster.start(ROOT / ".dev-env" / "demo")
+    events_port = free_port()
+    secret = "Bearer " + secrets.token_hex(16)
+    cluster = Cluster.start(
+        ROOT / ".dev-env" / "demo",
+        notify=f"http://127.0.0.1:{events_port}/hooks/distribution",
+        notify_headers={"Authorization": secret},
+    )
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     stack = ExitStack()
     try:
@@ -49,11 +59,18 @@ def main() -> int:
         wait_for_revision(api, NS, NAME, f"v1.0.0@{first.digest}", 60)
         say("Flux applied v1.0.0; its next look on its own is in 1h")
         log = cluster.logs / "flux-oci-trigger.log"
-        base = stack.enter_context(
-            running_exporter(cluster.kubeconfig, log, "--tag-ttl", "5s", "--interval", "10s")
-        )
+        # the default polling (every minute, tags cached a minute): what makes this push
+        # instant is the registry's notification to the events listener
+        exporter = stack.enter_context(
+            exporter_process(
+                cluster.kubeconfig, log, "--events-listen", f"127.0.0.1:{events_port}",
+                env={"FLUX_OCI_TRIGGER_DISTRIBUTION_SECRET": secret},
+            )
+        )  # fmt: skip
+        base = exporter.url
         cluster.add_scrape_target("flux-oci-trigger", base.removeprefix("http://"))
-        say(f"flux-oci-trigger is running: {base}/metrics")
+        say(f"flux-oci-trigger is running: {base}/metrics (polling every 1m; the registry "
+            f"notifies 127.0.0.1:{events_port}/hooks/distribution)")  # fmt: skip
         with Pusher(cluster.registry_url) as push:
             pushed_at = time.monotonic()
             second = push.flux_artifact(REPO, "v1.1.0")
