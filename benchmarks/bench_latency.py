@@ -1,71 +1,121 @@
-"""Push -> applied latency on a real local Flux, driven only by flux-oci-trigger.
+"""Push -> request and push -> applied on a real local Flux: polling against events.
 
 The OCIRepository's own interval is 1h, so nothing but the exporter's request can make
-source-controller apply a new tag soon. Each round pushes a new patch version and times
-until ``status.artifact.revision`` names it.
+source-controller apply a new tag soon. Two phases in one run, each on its own
+OCIRepository, with the exporter's default polling (interval 1m, tag TTL 60s):
 
-    .venv/bin/python benchmarks/bench_latency.py [--pushes 20] [--tag-ttl 5s] [--interval 5s]
+- ``polling``: the exporter only polls;
+- ``events``: the registry (distribution v3) sends push notifications to the exporter's
+  events listener as well.
+
+Each round pushes a new patch version and times until the exporter's request is on the
+object (``requested-revision``) and until ``status.artifact.revision`` names it.
+
+    .venv/bin/python benchmarks/bench_latency.py [--pushes 20] [--polling-pushes 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import config
+from kubernetes import client, config
 
 from devenv.cluster import Cluster
-from devenv.exporter import running_exporter
-from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
+from devenv.exporter import exporter_process
+from devenv.ocirepo import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    create_namespace,
+    create_opted_in,
+    wait_for_revision,
+)
+from devenv.ports import free_port
 from devenv.push import Pusher
 
-NS, NAME, REPO = "bench", "app", "bench/app"
+NS = "bench"
+REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 
 
-def rounds(cluster: Cluster, api: Any, pushes: int) -> list[float]:
-    """Push 1.0.1, 1.0.2, ... and time each until Flux reports it applied."""
-    latencies = []
+def requested(api: Any, name: str) -> str:
+    obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, name
+    )
+    return str((obj["metadata"].get("annotations") or {}).get(REQUESTED, ""))
+
+
+def rounds(cluster: Cluster, api: Any, name: str, pushes: int) -> list[tuple[float, float]]:
+    """(push -> request, push -> applied) for ``pushes`` new patch versions."""
+    found = []
     with Pusher(cluster.registry_url) as push:
         for i in range(1, pushes + 1):
             tag = f"1.0.{i}"
-            push.flux_artifact(REPO, tag)
-            latencies.append(wait_for_revision(api, NS, NAME, f"{tag}@"))
-            print(f"push {i:2d}: {tag} applied after {latencies[-1]:.2f}s", flush=True)
-    return latencies
+            started = time.monotonic()
+            pushed = push.flux_artifact(f"{NS}/{name}", tag)
+            target = f"{tag}@{pushed.digest}"
+            while requested(api, name) != target:
+                if time.monotonic() - started > 300:
+                    raise TimeoutError(f"no request for {target} within 300s")
+                time.sleep(0.05)
+            to_request = time.monotonic() - started
+            wait_for_revision(api, NS, name, target, 300)
+            to_applied = time.monotonic() - started
+            found.append((to_request, to_applied))
+            print(f"{name} push {i:2d}: request after {to_request:5.2f}s, "
+                  f"applied after {to_applied:5.2f}s", flush=True)  # fmt: skip
+    return found
+
+
+def quantiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):6.2f}s  p99 {p99:6.2f}s  max {ordered[-1]:6.2f}s"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pushes", type=int, default=20)
-    parser.add_argument("--tag-ttl", default="5s")
-    parser.add_argument("--interval", default="5s")
-    parser.add_argument("--min-interval", default="2s")
+    parser.add_argument("--pushes", type=int, default=20, help="rounds with events")
+    parser.add_argument("--polling-pushes", type=int, default=8, help="rounds polling only")
     args = parser.parse_args()
+    port = free_port()
+    token = "Bearer " + secrets.token_hex(16)
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster.start(Path(tmp) / "cluster")
+        cluster = Cluster.start(
+            Path(tmp) / "cluster",
+            notify=f"http://127.0.0.1:{port}/hooks/distribution",
+            notify_headers={"Authorization": token},
+        )
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+        results: dict[str, list[tuple[float, float]]] = {}
         try:
             create_namespace(api, NS)
-            with Pusher(cluster.registry_url) as push:
-                push.flux_artifact(REPO, "1.0.0")
-            create_opted_in(api, NS, NAME, f"oci://{cluster.registry}/{REPO}", ">=1.0.0")
-            wait_for_revision(api, NS, NAME, "1.0.0@")
-            flags = ("--tag-ttl", args.tag_ttl, "--interval", args.interval)
-            with running_exporter(cluster.kubeconfig, None, *flags, min_interval=args.min_interval):
-                latencies = rounds(cluster, api, args.pushes)
-            q = statistics.quantiles(latencies, n=20)
-            print(
-                f"push -> applied over {len(latencies)} pushes (tag TTL {args.tag_ttl}, "
-                f"interval {args.interval}, loop tick {args.min_interval}): "
-                f"p50 {statistics.median(latencies):.2f}s, p95 {q[18]:.2f}s, "
-                f"max {max(latencies):.2f}s, min {min(latencies):.2f}s"
-            )
+            for name in ("polling", "events"):
+                with Pusher(cluster.registry_url) as push:
+                    first = push.flux_artifact(f"{NS}/{name}", "1.0.0")
+                url = f"oci://{cluster.registry}/{NS}/{name}"
+                create_opted_in(api, NS, name, url, ">=1.0.0")
+                wait_for_revision(api, NS, name, f"1.0.0@{first.digest}", 120)
+            # polling only: the notifications reach a closed port and are dropped
+            with exporter_process(cluster.kubeconfig, None, "--namespace", NS):
+                results["polling"] = rounds(cluster, api, "polling", args.polling_pushes)
+            events = ("--namespace", NS, "--events-listen", f"127.0.0.1:{port}")
+            env = {"FLUX_OCI_TRIGGER_DISTRIBUTION_SECRET": token}
+            with exporter_process(cluster.kubeconfig, None, *events, env=env):
+                results["events"] = rounds(cluster, api, "events", args.pushes)
         finally:
             api.close()
             cluster.stop()
+    print("\ndefaults: interval 1m, tag TTL 60s; Flux's own interval 1h")
+    for name, found in results.items():
+        print(f"{name:8s} ({len(found):2d} pushes)  push -> request  "
+              f"{quantiles([r for r, _ in found])}")  # fmt: skip
+        print(f"{'':8s}               push -> applied  {quantiles([a for _, a in found])}")
 
 
 if __name__ == "__main__":
