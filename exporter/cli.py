@@ -182,6 +182,18 @@ def _settings(**flags: object) -> object:
 )  # fmt: skip
 @click.option("--gitlab-registry", default=None, help="GitLab registry host for GitLab hooks.")
 @click.option(
+    "--watch-label-selector",
+    default=None,
+    help="Only objects matching this selector (sharding), e.g. sharding.fluxcd.io/key=s1.",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=None,
+    help="Elect one leader on a Lease among replicas (only it requests).",
+)
+@click.option("--leader-election-namespace", default=None, help="Namespace of the Lease.")
+@click.option("--leader-election-id", default=None, help="Name of the Lease.")
+@click.option(
     "--tag-parsing", type=click.Choice(["flux-2.7", "flux-2.6"]), default=None,
     help="Which Flux's tag rule to follow: flux-2.7 (2.7 and later, default) or flux-2.6.",
 )  # fmt: skip

@@ -69,6 +69,13 @@ class Metrics:
             "flux_oci_build_info", "The exporter's version (value 1).", ["version"], registry=r
         )
         self.build_info.labels(__version__).set(1)
+        self.leader = Gauge(
+            "flux_oci_leader",
+            "1 on the replica that leads (or when leader election is off), 0 on a standby: "
+            "only the leader requests, writes Events and exports per-target series.",
+            registry=r,
+        )
+        self.leader.set(1)
         self.check_errors = Counter(
             "flux_oci_check_errors", "Failed target checks by reason.", ["reason"], registry=r
         )

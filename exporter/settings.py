@@ -70,6 +70,17 @@ class Settings:
     expedite_window: float = 900.0
     """Seconds after a GitLab tag push during which its repositories are checked every
     few seconds (until a new artifact appears)."""
+    watch_label_selector: str = ""
+    """Only objects matching this label selector are watched (Flux's sharding flag),
+    e.g. ``sharding.fluxcd.io/key=shard1``; ``!sharding.fluxcd.io/key`` for the rest."""
+    leader_elect: bool = False
+    """Elect one leader among the replicas on a Lease: only it patches and writes
+    Events; the others keep their caches warm and take over within the lease."""
+    leader_election_namespace: str = ""
+    """Namespace of the Lease; empty: the pod's own namespace (or ``flux-oci-trigger``)."""
+    leader_election_id: str = ""
+    """Name of the Lease; empty: ``flux-oci-trigger``, with the shard appended when a
+    ``watch_label_selector`` is set, so each shard elects its own leader."""
     stuck_backoff_min: float = 60.0
     """Seconds before the first repeat of a request Flux handled without applying it."""
     stuck_backoff_max: float = 3600.0
@@ -182,6 +193,10 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "gitlab_registry": _text,
     "event_gap": _duration,
     "expedite_window": _duration,
+    "watch_label_selector": _text,
+    "leader_elect": _bool,
+    "leader_election_namespace": _text,
+    "leader_election_id": _text,
     "stuck_backoff_min": _duration,
     "stuck_backoff_max": _duration,
     "tag_parsing": _tag_parsing,

@@ -50,6 +50,7 @@ class Patched:
     patch: Patch
     ok: bool
     existed: bool
+    skipped: bool = False  # not sent: this replica no longer leads
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,13 @@ class Actor:
     """Queues patches and Events; also an :class:`EventSink` that never blocks."""
 
     def __init__(
-        self, patcher: Patcher, events: EventSink, on_patched: Callable[[Patched], None]
+        self,
+        patcher: Patcher,
+        events: EventSink,
+        on_patched: Callable[[Patched], None],
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._leading = leading  # asked right before each patch: a lapsed leader sends none
         self._patcher = patcher
         self._events = events
         self._on_patched = on_patched
@@ -103,7 +109,7 @@ class Actor:
                     return
                 if isinstance(action, Patch):
                     self._do_patch(action)
-                else:
+                elif self._leading():
                     self._events.event(
                         action.ref, action.reason, action.message, warning=action.warning
                     )
@@ -113,6 +119,11 @@ class Actor:
                 self._queue.task_done()
 
     def _do_patch(self, patch: Patch) -> None:
+        if not self._leading():
+            log.warning("not the leader any more: request for %s (%s) not sent", patch.target,
+                        patch.revision, extra=patch.target.log_fields(patch.revision))  # fmt: skip
+            self._on_patched(Patched(patch, ok=False, existed=True, skipped=True))
+            return
         try:
             existed = self._patcher.request(patch.ref, patch.token, patch.revision)
         except PatchError as exc:

@@ -79,6 +79,11 @@ class _Delivery:
 
 
 @dataclass(frozen=True)
+class _Lead:
+    leading: bool
+
+
+@dataclass(frozen=True)
 class _Observed:
     target: TargetId
     source: Target
@@ -99,7 +104,9 @@ class Engine:
         observer: CheckObserver,
         workers: HostWorkers,
         clock: Callable[[], float] = time.time,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._leading = leading
         self._c = config
         self._resources = resources
         self._cache = cache
@@ -108,12 +115,12 @@ class Engine:
         self._workers = workers
         self._observer = observer
         self._clock = clock
-        self._done: queue.SimpleQueue[_Observed | Patched | _Delivery] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Observed | Patched | _Delivery | _Lead] = queue.SimpleQueue()
         self._nudged_at: dict[TargetId, float] = {}  # when the event that made it due came
         self._requested_after_event: dict[TargetId, float] = {}
         self._last_refresh: dict[tuple[str, str], float] = {}  # repository -> last nudge
         self._deferred: dict[tuple[str, str], tuple[float, Nudge, float]] = {}
-        self._actor = Actor(patcher, events, self._done.put)
+        self._actor = Actor(patcher, events, self._done.put, leading)
         # a dry run (``check``, ``run --dry-run``) writes nothing to the cluster, Events included
         self._recorder = Recorder(store, observer, _NoEvents() if config.dry_run else self._actor)
         self._catalog = Catalog(
@@ -155,6 +162,10 @@ class Engine:
     def deliver(self, source: HookSource, nudges: Sequence[Nudge], received_at: float) -> None:
         """From any thread (the events listener): handled by the coordinator at once."""
         self._done.put(_Delivery(source, tuple(nudges), received_at))
+
+    def lead_changed(self, leading: bool) -> None:
+        """From the leader election's thread: a new leader looks at everything at once."""
+        self._done.put(_Lead(leading))
 
     def nudge(self, targets: Sequence[TargetId], *, expedite_for: float = 0.0) -> int:
         """Check these targets now (and every ``expedite_every`` s for ``expedite_for`` s)."""
@@ -324,8 +335,12 @@ class Engine:
                           extra=target.id.log_fields())  # fmt: skip
             return RegistryFailure(ErrorReason.INTERNAL, "internal error (see the log)", last)
 
-    def _handle(self, message: _Observed | Patched | _Delivery) -> None:
+    def _handle(self, message: _Observed | Patched | _Delivery | _Lead) -> None:
         now = self._clock()
+        if isinstance(message, _Lead):
+            if message.leading:  # whatever a standby held back is decided again, now
+                self._tracked = {k: replace(t, nudged=True) for k, t in self._tracked.items()}
+            return
         if isinstance(message, Patched):
             self._patched(message)
             return
@@ -401,6 +416,9 @@ class Engine:
             return
         revision = decision.target_revision or ""
         applied = source.applied.raw if source.applied else "nothing"
+        if not self._c.dry_run and not self._leading():
+            log.debug("standby: the leader requests %s -> %s", source.id, revision)
+            return
         if self._c.dry_run:
             log.info("dry run: would request reconciliation of %s: %s -> %s",
                      source.id, applied, revision,
@@ -414,6 +432,8 @@ class Engine:
     def _patched(self, outcome: Patched) -> None:
         target_id = outcome.patch.target
         decision = self._decisions.pop(target_id, None)
+        if outcome.skipped:
+            return  # decided again at the next check, by whoever leads then
         if outcome.existed:
             self._store.count_request(target_id, failed=not outcome.ok)
         event_at = self._requested_after_event.pop(target_id, None)

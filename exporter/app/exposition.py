@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
@@ -39,6 +40,7 @@ FAMILIES = (
     ("flux_oci_reconcile_request_errors_total", "counter",
      "Reconcile request patches that failed."),
 )  # fmt: skip
+_EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
 
 
@@ -85,8 +87,18 @@ def _render_row(row: TargetRow, requests: int, errors: int) -> tuple[str, ...]:
 
 
 class Exposition:
-    def __init__(self, store: StateStore, tag_ttl: float, *, min_gap: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        tag_ttl: float,
+        *,
+        min_gap: float = 1.0,
+        shard: str = "",
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._store = store
+        self._shard = shard
+        self._leading = leading  # a standby serves none of these (no double counting)
         self._min_gap = min_gap
         cached = f"Tags are cached for {tag_ttl:g}s, so values lag the registry by up to that."
         self._headers = tuple(
@@ -110,6 +122,8 @@ class Exposition:
 
     def body(self, *, gzipped: bool = False) -> bytes:
         """The latest rendering; the first call renders if the thread has not yet."""
+        if not self._leading():
+            return _EMPTY_GZIP if gzipped else b""
         with self._lock:
             current = self._body
         if current is None:
@@ -138,7 +152,14 @@ class Exposition:
     def _text(self, snap: Snapshot) -> str:
         sources = [
             "flux_oci_sources"
-            + _labels((("kind", k), ("namespace", ns), ("opted_in", "true" if o else "false")))
+            + _labels(
+                (
+                    ("kind", k),
+                    ("namespace", ns),
+                    ("opted_in", "true" if o else "false"),
+                    ("shard", self._shard),
+                )
+            )
             + f" {_num(n)}\n"
             for (k, ns, o), n in sorted(snap.sources.items())
         ]

@@ -9,6 +9,7 @@ tag cache bounds registry traffic whatever the check frequency. SIGTERM ends the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,9 @@ from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
 from exporter.kube.errors import KubeError
+from exporter.kube.identity import identity, lease_name, lease_namespace, shard_of
 from exporter.kube.informer import Informer
+from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
 from exporter.registry.backoff import RetryPolicy
@@ -72,11 +75,31 @@ class Service:
         self.cache = TagCache(self.registry, ttl=settings.tag_ttl, clock=time.monotonic)
         self.store = StateStore()
         self.metrics.attach(self.cache.stats)
-        self.exposition = Exposition(self.store, settings.tag_ttl)
+        self.leadership: Leadership | None = None
+        if settings.leader_elect and not settings.once:
+            self.leadership = Leadership(
+                self.api,
+                namespace=lease_namespace(settings.leader_election_namespace),
+                name=lease_name(settings.leader_election_id, settings.watch_label_selector),
+                identity=identity(os.environ),
+                on_change=self._lead_changed,
+            )
+            self.metrics.leader.set(0)
+        self.exposition = Exposition(
+            self.store, settings.tag_ttl, shard=shard_of(settings.watch_label_selector),
+            leading=self.leading,
+        )  # fmt: skip
         self.wake = threading.Event()
         self.metrics.kube_resources(r.plural for r in self.resources.values())
         self.informers = [
-            Informer(self.api, resource, namespace, self._on_event, observer=self.metrics)
+            Informer(
+                self.api,
+                resource,
+                namespace,
+                self._on_event,
+                observer=self.metrics,
+                label_selector=settings.watch_label_selector,
+            )
             for resource in self.resources.values()
             for namespace in (settings.namespaces or (None,))
         ]
@@ -104,8 +127,16 @@ class Service:
             store=self.store,
             observer=self.metrics,
             workers=self.workers,
+            leading=self.leading,
         )
         self.stopping = threading.Event()
+
+    def leading(self) -> bool:
+        return self.leadership is None or self.leadership.leading()
+
+    def _lead_changed(self, leading: bool) -> None:
+        self.metrics.leader.set(1 if leading else 0)
+        self.engine.lead_changed(leading)
 
     def _on_event(self, kind: str, resource: Resource, obj: Mapping[str, Any]) -> None:
         self.wake.set()
@@ -172,6 +203,8 @@ class Service:
         return listener
 
     def loop(self) -> None:
+        if self.leadership is not None:
+            self.leadership.start()
         self.wake.clear()
         self.engine.sync(self.objects())
         while not self.stopping.is_set():
@@ -192,6 +225,8 @@ class Service:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        if self.leadership is not None:
+            self.leadership.stop()  # first: the other replica takes over at once
         for informer in self.informers:
             informer.stop()
         self.engine.stop()

@@ -67,8 +67,10 @@ class Informer:
         *,
         observer: KubeObserver | None = None,
         backoff_max: float = 60.0,
+        label_selector: str = "",
     ) -> None:
         self._custom = k8s.CustomObjectsApi(api)
+        self._selector = label_selector  # sharding: only matching objects, as Flux does
         self.resource = resource
         self.namespace = namespace
         self._on_event = on_event
@@ -129,6 +131,8 @@ class Informer:
 
     def _call(self, **kwargs: Any) -> Any:
         r = self.resource
+        if self._selector:
+            kwargs["label_selector"] = self._selector
         if self.namespace:
             return self._custom.list_namespaced_custom_object(
                 r.group, r.version, self.namespace, r.plural, **kwargs

@@ -17,7 +17,7 @@ CHECK_ERROR_REASONS = (
 )  # fmt: skip
 
 CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
-    "flux_oci_sources": ("gauge", ("kind", "namespace", "opted_in")),
+    "flux_oci_sources": ("gauge", ("kind", "namespace", "opted_in", "shard")),
     "flux_oci_target_info": (
         "gauge",
         (*TARGET, "url", "rule", "applied_revision", "latest_revision"),
@@ -37,6 +37,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux_oci_tag_cache_requests_total": ("counter", ()),
     "flux_oci_tag_cache_hits_total": ("counter", ()),
     "flux_oci_build_info": ("gauge", ("version",)),
+    "flux_oci_leader": ("gauge", ()),
     "flux_oci_kube_lists_total": ("counter", ("resource",)),
     "flux_oci_kube_api_errors_total": ("counter", ("resource",)),
     "flux_oci_events_received_total": ("counter", ("source", "result")),
@@ -77,10 +78,11 @@ def _histogram(name: str, observed: float, count: int, **labels: str) -> Iterato
 
 def _lines(n: int, now: float) -> Iterator[str]:
     yield 'flux_oci_build_info{version="0.1.0"} 1'
-    yield 'flux_oci_sources{kind="OCIRepository",namespace="apps",opted_in="true"} 1'
-    yield 'flux_oci_sources{kind="OCIRepository",namespace="team-a",opted_in="true"} 1'
-    yield 'flux_oci_sources{kind="OCIRepository",namespace="team-a",opted_in="false"} 4'
-    yield 'flux_oci_sources{kind="HelmRepository",namespace="apps",opted_in="true"} 1'
+    yield "flux_oci_leader 1"
+    yield 'flux_oci_sources{kind="OCIRepository",namespace="apps",opted_in="true",shard=""} 1'
+    yield 'flux_oci_sources{kind="OCIRepository",namespace="team-a",opted_in="true",shard=""} 1'
+    yield 'flux_oci_sources{kind="OCIRepository",namespace="team-a",opted_in="false",shard=""} 4'
+    yield 'flux_oci_sources{kind="HelmRepository",namespace="apps",opted_in="true",shard=""} 1'
     for kind, ns, name, state, lag, behind, applied, latest in _TARGETS:
         ids = {"kind": kind, "namespace": ns, "name": name}
         digest = "@sha256:" + "ab" * 32 if kind == "OCIRepository" else ""

@@ -44,6 +44,7 @@ def one(objects: Objects, kind: str) -> dict[str, Any]:
 
 def test_builds_every_object(everything: Objects, base: Objects) -> None:
     expected = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                "Role", "RoleBinding", "PodDisruptionBudget",
                 "Deployment", "Service", "ServiceMonitor", "PrometheusRule"]  # fmt: skip
     assert sorted(o["kind"] for o in everything) == sorted(expected)
     assert not [o for o in base if o["apiVersion"].startswith("monitoring.coreos.com/")]
@@ -183,3 +184,49 @@ def test_the_events_layout_adds_a_listener_of_its_own(kubectl: str) -> None:
                                           "port": {"name": "http-events"}}  # fmt: skip
     mounted = {m["name"]: m for m in container["volumeMounts"]}
     assert mounted["events"]["readOnly"] is True
+
+
+def test_two_replicas_elect_a_leader_on_a_lease_in_their_own_namespace(
+    everything: Objects,
+) -> None:
+    deployment = one(everything, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}  # fmt: skip
+    pod = spec["template"]["spec"]
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    container = pod["containers"][0]
+    assert "--leader-elect" in container["args"]
+    pod_name = next(e for e in container["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    role = one(everything, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]  # fmt: skip
+    binding = one(everything, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "flux-oci-trigger", "namespace": NAMESPACE}]  # fmt: skip
+    budget = one(everything, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_the_sharded_layout_runs_two_shards_and_the_rest(kubectl: str) -> None:
+    objects = kustomize(kubectl, ROOT / "manifests" / "sharded")
+    deployments = {d["metadata"]["name"]: d for d in objects if d["kind"] == "Deployment"}
+    selectors = {}
+    for name, deployment in deployments.items():
+        env = {e["name"]: e.get("value")
+               for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+        selectors[name] = env["FLUX_OCI_TRIGGER_WATCH_LABEL_SELECTOR"]
+        match = deployment["spec"]["selector"]["matchLabels"]
+        assert deployment["spec"]["template"]["metadata"]["labels"].items() >= match.items()
+    assert selectors == {
+        "flux-oci-trigger": "!sharding.fluxcd.io/key",
+        "flux-oci-trigger-shard1": "sharding.fluxcd.io/key=shard1",
+        "flux-oci-trigger-shard2": "sharding.fluxcd.io/key=shard2",
+    }
+    instances = [d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"]
+                 for d in deployments.values()]  # fmt: skip
+    assert sorted(instances) == ["default", "shard1", "shard2"]  # no selector takes another's pods
