@@ -382,9 +382,15 @@ ROWS: tuple[Row, ...] = (
                         "lists {{resource}}",
                     ),
                 ),
-                width=24,
                 description="Failed LIST/WATCH calls (retried with back-off) and LISTs; after "
                 "start-up, a LIST means a watch expired (HTTP 410) and was relisted.",
+            ),
+            Panel(
+                "Leader",
+                "timeseries",
+                (Query(f"flux_oci_leader{{{JOB}}}", "{{instance}}"),),
+                description="1 on the replica that leads (it alone requests and exports the "
+                "per-target series), 0 on a standby; a change is a failover.",
             ),
         ),
     ),

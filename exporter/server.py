@@ -50,22 +50,32 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             zipped = "gzip" in self.headers.get("Accept-Encoding", "")
             live = generate_latest(self.server.metrics_registry)
-            body = self.server.targets(zipped) + (gzip.compress(live, 1) if zipped else live)
-            self._send(200, body, CONTENT_TYPE_LATEST, "gzip" if zipped else None)
+            # two parts, written one after the other: the large one is served as rendered,
+            # never copied (two gzip members make one valid gzip stream)
+            parts = (self.server.targets(zipped), gzip.compress(live, 1) if zipped else live)
+            self._send(200, parts, CONTENT_TYPE_LATEST, "gzip" if zipped else None)
         elif path in ("/healthz", "/readyz"):
             ok, why = (self.server.healthy if path == "/healthz" else self.server.ready)()
             self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
         else:
             self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
-    def _send(self, code: int, body: bytes, content_type: str, encoding: str | None = None) -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes | tuple[bytes, ...],
+        content_type: str,
+        encoding: str | None = None,
+    ) -> None:
+        parts = body if isinstance(body, tuple) else (body,)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         if encoding is not None:
             self.send_header("Content-Encoding", encoding)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(p) for p in parts)))
         self.end_headers()
-        self.wfile.write(body)
+        for part in parts:
+            self.wfile.write(part)
 
     def log_message(self, format: str, *args: object) -> None:
         return  # scrapes every few seconds would drown the useful lines

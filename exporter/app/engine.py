@@ -20,7 +20,9 @@ Liveness is progress: :meth:`healthy` fails only when checks are due and none co
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,7 +40,7 @@ from exporter.core.decision import Decision, decide
 from exporter.core.hooks import HookSource, Nudge
 from exporter.core.memory import Backoff
 from exporter.core.observation import Observation, RegistryFailure
-from exporter.core.plan import Tracked, is_due, needs_registry, wait_after_failure
+from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
 from exporter.flux.policy import TagParsing
 from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
@@ -130,6 +132,10 @@ class Engine:
             tag_parsing=config.tag_parsing,
         )
         self._tracked: dict[TargetId, Tracked] = {}
+        self._due: list[tuple[float, int, TargetId]] = []  # heap of (due at, seq, target)
+        self._due_at: dict[TargetId, float] = {}  # the live entry of each target
+        self._in_flight: dict[TargetId, float] = {}  # checks under way: since when
+        self._seq = 0
         self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome
         self._sweep: set[TargetId] | None = None  # targets left in the current sweep
         self._sweep_started = 0.0
@@ -147,11 +153,13 @@ class Engine:
             assert p.source is not None
             known = self._tracked.get(target_id)
             if known is None:
-                self._tracked[target_id] = Tracked(p.source, p.version)
+                self._set(target_id, Tracked(p.source, p.version))
             elif known.version != p.version:
-                self._tracked[target_id] = replace(known, source=p.source, version=p.version)
+                self._set(target_id, replace(known, source=p.source, version=p.version))
         for gone in [t for t in self._tracked if t not in parsed]:
             del self._tracked[gone]
+            self._due_at.pop(gone, None)
+            self._in_flight.pop(gone, None)
             self._decisions.pop(gone, None)
             if self._sweep is not None:
                 self._sweep.discard(gone)
@@ -176,7 +184,7 @@ class Engine:
             if t is not None:
                 found += 1
                 until = max(t.expedite_until, now + expedite_for)
-                self._tracked[target_id] = replace(t, nudged=True, expedite_until=until)
+                self._set(target_id, replace(t, nudged=True, expedite_until=until))
         return found
 
     # -- the coordinator ------------------------------------------------------------------------
@@ -199,7 +207,8 @@ class Engine:
         """Check every target once, wait for the results and the side effects (``check``,
         ``--once``); returns how many targets were checked."""
         self.sync(objects)
-        self._tracked = {k: replace(t, nudged=True) for k, t in self._tracked.items()}
+        for target_id, t in list(self._tracked.items()):
+            self._set(target_id, replace(t, nudged=True))
         before = self.checks
         limit = time.monotonic() + (timeout if timeout is not None else self._c.deadline + 30)
         self._schedule(self._clock())
@@ -228,8 +237,22 @@ class Engine:
 
     def _busy(self) -> bool:
         return bool(self._decisions) or any(
-            t.in_flight_since is not None and not t.overdue for t in self._tracked.values()
+            not self._tracked[tid].overdue for tid in self._in_flight if tid in self._tracked
         )
+
+    def _set(self, target_id: TargetId, tracked: Tracked) -> None:
+        """Store a target's record and (re)schedule it: the one way records change."""
+        self._tracked[target_id] = tracked
+        if tracked.in_flight_since is not None:
+            self._in_flight[target_id] = tracked.in_flight_since
+        else:
+            self._in_flight.pop(target_id, None)
+        due = next_due(tracked, self._c.default_interval, self._c.expedite_every)
+        if self._due_at.get(target_id) != due:
+            self._due_at[target_id] = due
+            if due != math.inf:
+                self._seq += 1
+                heapq.heappush(self._due, (due, self._seq, target_id))
 
     def _progress(self, now: float) -> None:
         with self._lock:
@@ -291,22 +314,23 @@ class Engine:
                     self._refresh(repo, targets, nudge, at, now)
 
     def _schedule(self, now: float) -> None:
+        """Start what is due (a heap: no scan of every target), report overdue checks."""
         self._fire_deferred(now)
-        idle = True
-        for target_id, t in list(self._tracked.items()):
-            if t.in_flight_since is not None:
-                idle = False
-                if not t.overdue and now - t.in_flight_since > self._c.deadline:
-                    self._report_overdue(t, now)
-                continue
+        for target_id, since in list(self._in_flight.items()):
+            t = self._tracked.get(target_id)
+            if t is not None and not t.overdue and now - since > self._c.deadline:
+                self._report_overdue(t, now)
+        while self._due and self._due[0][0] <= now:
+            due, _, target_id = heapq.heappop(self._due)
+            t = self._tracked.get(target_id)
+            if t is None or self._due_at.get(target_id) != due:
+                continue  # gone, or rescheduled since
+            del self._due_at[target_id]
             if target_id in self._decisions:
-                idle = False
-                continue
-            if is_due(t, now, self._c.default_interval, self._c.expedite_every):
-                idle = False
-                self._start(t, now)
-        if idle:
-            self._progress(now)
+                continue  # its patch is under way: rescheduled when it is done
+            self._start(t, now)
+        if not self._in_flight and not self._decisions and (not self._due or self._due[0][0] > now):
+            self._progress(now)  # nothing due, nothing under way: idle is progress
 
     def _start(self, t: Tracked, now: float) -> None:
         source = t.source
@@ -315,7 +339,7 @@ class Engine:
             return
         assert isinstance(source, Target)
         last = t.memory.last_fresh
-        self._tracked[source.id] = replace(t, in_flight_since=now, nudged=False, overdue=False)
+        self._set(source.id, replace(t, in_flight_since=now, nudged=False, overdue=False))
 
         def job() -> None:
             self._done.put(_Observed(source.id, source, self._observe(source, last)))
@@ -339,7 +363,8 @@ class Engine:
         now = self._clock()
         if isinstance(message, _Lead):
             if message.leading:  # whatever a standby held back is decided again, now
-                self._tracked = {k: replace(t, nudged=True) for k, t in self._tracked.items()}
+                for target_id, known in list(self._tracked.items()):
+                    self._set(target_id, replace(known, nudged=True))
             return
         if isinstance(message, Patched):
             self._patched(message)
@@ -355,7 +380,7 @@ class Engine:
         if t is None:
             return  # the object went away meanwhile
         if t.source is not message.source:  # changed meanwhile: check the new version now
-            self._tracked[message.target] = replace(t, in_flight_since=None, overdue=False)
+            self._set(message.target, replace(t, in_flight_since=None, overdue=False))
             return
         self._finish(t, message.observation, now)
 
@@ -368,7 +393,7 @@ class Engine:
         )
         decision = decide(t.source, failure, t.memory, now, backoff=self._c.backoff)
         self._recorder.record(t.source, self._ref(t.source), decision, failure, None, now)
-        self._tracked[t.source.id] = replace(t, overdue=True, memory=decision.memory)
+        self._set(t.source.id, replace(t, overdue=True, memory=decision.memory))
         self._swept(t.source.id, now)
 
     def _finish(self, t: Tracked, observation: Observation | None, now: float) -> None:
@@ -379,10 +404,10 @@ class Engine:
             log.exception("deciding on %s failed unexpectedly", source.id,
                           extra=source.id.log_fields())  # fmt: skip
             self._observer.check_failed(ErrorReason.INTERNAL.value)
-            self._tracked[source.id] = replace(
+            self._set(source.id, replace(
                 t, in_flight_since=None, overdue=False, checked_at=now,
                 checked_version=t.version,
-            )  # fmt: skip
+            ))  # fmt: skip
             return
         not_before = 0.0
         if isinstance(observation, RegistryFailure):
@@ -393,15 +418,18 @@ class Engine:
         before = t.memory.last_fresh
         if expedite and fresh is not None and before is not None and fresh != before:
             expedite = 0.0  # the announced build arrived: back to the usual interval
-        self._tracked[source.id] = replace(
-            t,
-            memory=decision.memory,
-            checked_version=t.version,
-            checked_at=now,
-            not_before=not_before,
-            in_flight_since=None,
-            overdue=False,
-            expedite_until=expedite,
+        self._set(
+            source.id,
+            replace(
+                t,
+                memory=decision.memory,
+                checked_version=t.version,
+                checked_at=now,
+                not_before=not_before,
+                in_flight_since=None,
+                overdue=False,
+                expedite_until=expedite,
+            ),
         )
         event_at = self._nudged_at.pop(source.id, None)
         if event_at is not None and decision.should_request:
@@ -432,17 +460,18 @@ class Engine:
     def _patched(self, outcome: Patched) -> None:
         target_id = outcome.patch.target
         decision = self._decisions.pop(target_id, None)
-        if outcome.skipped:
-            return  # decided again at the next check, by whoever leads then
-        if outcome.existed:
-            self._store.count_request(target_id, failed=not outcome.ok)
         event_at = self._requested_after_event.pop(target_id, None)
+        if not outcome.skipped and outcome.existed:  # skipped: decided again by the leader
+            self._store.count_request(target_id, failed=not outcome.ok)
         if outcome.ok and event_at is not None:
             self._observer.event_to_request(max(0.0, self._clock() - event_at))
         t = self._tracked.get(target_id)
-        if t is None or decision is None or not outcome.ok:
+        if t is None:
             return
-        self._tracked[target_id] = replace(t, memory=decision.memory_after_request or t.memory)
+        self._due_at.pop(target_id, None)  # its turn may have come while the patch ran
+        if decision is not None and outcome.ok:
+            t = replace(t, memory=decision.memory_after_request or t.memory)
+        self._set(target_id, t)
 
     def _begin_sweep(self, now: float) -> None:
         self._sweep = set(self._tracked)

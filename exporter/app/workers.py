@@ -1,6 +1,6 @@
 """Worker threads partitioned by registry host: a slow host only delays its own targets.
 
-Each host gets its own queue and up to ``concurrency`` threads, started on first use.
+Each host gets its own queue and ``concurrency`` threads, started with its first job.
 A host that hangs or rate-limits ties up its own threads and nothing else; the
 coordinator keeps scheduling the other hosts' work. A job is any callable; what it
 returns (or raises) is handed to ``done`` on the worker thread, which must be cheap and
@@ -24,8 +24,7 @@ Job = Callable[[], None]
 class _Host:
     jobs: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
     threads: list[threading.Thread] = field(default_factory=list)
-    queued: int = 0
-    busy: int = 0
+    busy: int = 0  # approximate (no lock on the hot path): for diagnostics only
 
 
 class HostWorkers:
@@ -40,29 +39,14 @@ class HostWorkers:
 
     def submit(self, host: str, job: Job) -> None:
         """Queue ``job`` behind the other jobs of ``host``; never blocks."""
-        with self._lock:
-            if self._stopped:
-                raise RuntimeError("workers are stopped")
-            entry = self._hosts.get(host)
-            if entry is None:
-                entry = self._hosts[host] = _Host()
-            entry.queued += 1
-            idle = len(entry.threads) - entry.busy - (entry.queued - 1)
-            if idle <= 0 and len(entry.threads) < self._concurrency:
-                thread = threading.Thread(
-                    target=self._work,
-                    args=(host, entry),
-                    name=f"{self._name}-{host}-{len(entry.threads)}",
-                    daemon=True,
-                )
-                entry.threads.append(thread)
-                thread.start()
+        entry = self._hosts.get(host)
+        if entry is None:
+            entry = self._start(host)
         entry.jobs.put(job)
 
     def backlog(self) -> dict[str, tuple[int, int]]:
         """host -> (jobs waiting, jobs running)."""
-        with self._lock:
-            return {h: (e.queued, e.busy) for h, e in self._hosts.items()}
+        return {h: (e.jobs.qsize(), e.busy) for h, e in list(self._hosts.items())}
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -75,18 +59,32 @@ class HostWorkers:
             for thread in entry.threads:
                 thread.join(timeout=timeout / max(1, len(entry.threads)))
 
+    def _start(self, host: str) -> _Host:
+        """A host's threads start with its first job (hosts are few; threads idle cheaply)."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("workers are stopped")
+            entry = self._hosts.get(host)
+            if entry is not None:
+                return entry
+            entry = _Host()
+            for i in range(self._concurrency):
+                thread = threading.Thread(target=self._work, args=(host, entry),
+                                          name=f"{self._name}-{host}-{i}", daemon=True)  # fmt: skip
+                entry.threads.append(thread)
+                thread.start()
+            self._hosts[host] = entry
+            return entry
+
     def _work(self, host: str, entry: _Host) -> None:
         while True:
             job = entry.jobs.get()
             if job is None:
                 return
-            with self._lock:
-                entry.queued -= 1
-                entry.busy += 1
+            entry.busy += 1
             try:
                 job()
             except Exception:  # a job reports its own failures; this is a bug
                 log.exception("a job for %s failed unexpectedly", host)
             finally:
-                with self._lock:
-                    entry.busy -= 1
+                entry.busy -= 1

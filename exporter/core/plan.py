@@ -11,6 +11,7 @@ A target in an expedite window (a build announced by a tag push) is checked ever
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from exporter.core.memory import Memory
@@ -50,21 +51,26 @@ def interval_of(source: Target | SourceProblem, default_interval: float) -> floa
     return source.options.interval if isinstance(source, Target) else default_interval
 
 
+def next_due(tracked: Tracked, default_interval: float, expedite_every: float = 5.0) -> float:
+    """When the target is next due (Unix seconds; ``-inf``: now; ``inf``: not while a
+    check of it is in flight)."""
+    if tracked.in_flight_since is not None:
+        return math.inf
+    if tracked.checked_at is None or tracked.version != tracked.checked_version:
+        return -math.inf
+    if tracked.nudged:
+        return tracked.not_before
+    due = tracked.checked_at + interval_of(tracked.source, default_interval)
+    soon = tracked.checked_at + expedite_every
+    if soon < tracked.expedite_until:
+        due = min(due, soon)
+    return max(due, tracked.not_before)
+
+
 def is_due(
     tracked: Tracked, now: float, default_interval: float, expedite_every: float = 5.0
 ) -> bool:
-    if tracked.in_flight_since is not None:
-        return False
-    if tracked.checked_at is None or tracked.version != tracked.checked_version:
-        return True
-    if now < tracked.not_before:
-        return False
-    if tracked.nudged:
-        return True
-    since = now - tracked.checked_at
-    if now < tracked.expedite_until and since >= expedite_every:
-        return True
-    return since >= interval_of(tracked.source, default_interval)
+    return now >= next_due(tracked, default_interval, expedite_every)
 
 
 def wait_after_failure(retry_after: float | None, cap: float) -> float:

@@ -72,6 +72,35 @@ def integer(obj: Obj, *path: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def slim(obj: Obj) -> dict[str, Any]:
+    """The object with only what these modules read: metadata without ``managedFields``,
+    the spec, and of the status the artifact's revision and time, the Ready condition,
+    ``observedGeneration`` and ``lastHandledReconcileAt`` (condition messages, artifact
+    URLs and metadata go). What is kept is the API's own values, untouched."""
+    found = {k: v for k, v in obj.items() if k != "status"}
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        found["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    status = obj.get("status")
+    if not isinstance(status, dict):
+        return found
+    kept: dict[str, Any] = {
+        k: status[k] for k in ("observedGeneration", "lastHandledReconcileAt") if k in status
+    }
+    artifact = status.get("artifact")
+    if isinstance(artifact, dict):
+        kept["artifact"] = {k: artifact[k] for k in ("revision", "lastUpdateTime") if k in artifact}
+    conditions = status.get("conditions")
+    if isinstance(conditions, list):
+        kept["conditions"] = [
+            {k: c[k] for k in ("type", "status", "reason") if k in c}
+            for c in conditions
+            if isinstance(c, dict) and c.get("type") == "Ready"
+        ]
+    found["status"] = kept
+    return found
+
+
 def ready_condition(obj: Obj) -> tuple[bool | None, str | None]:
     conditions = get(obj, "status", "conditions")
     if not isinstance(conditions, list):

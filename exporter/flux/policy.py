@@ -178,14 +178,20 @@ def _compile_filter(pattern: str) -> Search:
         raise InvalidRule(f"invalid semverFilter: {exc}") from None
 
 
+_RANKED_MAX = 1024
+
+
 class CompiledRule:
     """A :class:`TagRule` with its range and filter compiled once."""
 
-    __slots__ = ("_constraints", "_exact", "_filter", "flavor", "rule")
+    __slots__ = ("_constraints", "_exact", "_filter", "_ranked", "flavor", "rule")
 
     def __init__(self, rule: TagRule) -> None:
         self.rule = rule
         self.flavor = rule.flavor
+        # tag lists come from the tag cache, one tuple per repository listing, shared by
+        # every object on it: rank each once (by identity; the tuple is kept alive here)
+        self._ranked: dict[int, tuple[tuple[str, ...], list[Candidate]]] = {}
         self._filter: Search | None = None
         self._exact: str | None = None
         text = rule.semver
@@ -204,7 +210,23 @@ class CompiledRule:
             raise InvalidRule(f"invalid semver range {rule.semver!r}: {exc}") from exc
 
     def candidates(self, tags: Iterable[str]) -> list[Candidate]:
-        """Tags that pass the rule, the one Flux picks first, then descending."""
+        """Tags that pass the rule, the one Flux picks first, then descending.
+
+        A tuple is ranked once and remembered (do not mutate the returned list)."""
+        if not isinstance(tags, tuple):
+            return self._rank(tags)
+        known = self._ranked.get(id(tags))
+        if known is not None and known[0] is tags:
+            return known[1]
+        found = self._rank(tags)
+        ranked = dict(self._ranked)  # copy, bound, swap: readers on other threads never
+        if len(ranked) >= _RANKED_MAX:  # see a dict change size under them
+            ranked.pop(next(iter(ranked)))
+        ranked[id(tags)] = (tags, found)
+        self._ranked = ranked
+        return found
+
+    def _rank(self, tags: Iterable[str]) -> list[Candidate]:
         found: list[Candidate] = []
         search = self._filter.matches if self._filter is not None else None
         check = self._constraints.check
@@ -245,6 +267,8 @@ class CompiledRule:
         return f"CompiledRule({self.rule!r})"
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_rule(rule: TagRule) -> CompiledRule:
-    """Compile a rule once; raises :class:`InvalidRule` where Flux would fail the reconcile."""
+    """Compile a rule once (shared by every object with the same rule); raises
+    :class:`InvalidRule` where Flux would fail the reconcile."""
     return CompiledRule(rule)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from exporter.flux.annotations import Options
 from exporter.flux.revision import AppliedRevision
@@ -56,8 +57,9 @@ class RuleKind(StrEnum):
     TAG = "tag"
 
 
-@dataclass(frozen=True)
-class TargetId:
+class TargetId(NamedTuple):
+    """A tuple: hashed and compared in C, since every lookup of the engine goes through it."""
+
     kind: TargetKind
     namespace: str
     name: str

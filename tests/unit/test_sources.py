@@ -375,3 +375,18 @@ def test_mistyped_fields_never_raise(path: tuple[str, ...], value: object) -> No
     node[path[-1]] = value
     result = helm_chart_target(chart, repo_info(), P)
     assert result is None or isinstance(result, Target | SourceProblem)
+
+
+def test_a_slimmed_object_reads_the_same() -> None:
+    """What the informer keeps of an object (status trimmed, managedFields gone) gives the
+    same target as the object itself."""
+    from exporter.flux.fields import slim
+
+    obj = copy.deepcopy(oci_repository())
+    obj["metadata"]["managedFields"] = [{"manager": "kustomize-controller"}]
+    obj.setdefault("status", {})["url"] = "http://source-controller/x.tar.gz"
+    for condition in obj["status"].get("conditions", []):
+        condition["message"] = "stored artifact for digest " + "x" * 500
+    slimmed = slim(obj)
+    assert "managedFields" not in slimmed["metadata"] and "url" not in slimmed["status"]
+    assert oci_repository_target(slimmed, P, **LIMITS) == oci_repository_target(obj, P, **LIMITS)
