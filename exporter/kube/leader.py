@@ -74,8 +74,8 @@ class Leadership:
         on_change: Callable[[bool], None] = lambda leading: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not lease > renew_deadline > 1.2 * retry >= 1.2:
-            raise ValueError("need lease > renew deadline > 1.2 x retry period >= 1.2 s")
+        if not lease > renew_deadline > 1.2 * retry >= 1.2 or lease != int(lease):
+            raise ValueError("need whole-second lease > renew deadline > 1.2 x retry >= 1.2 s")
         self._api = api
         self.namespace = namespace
         self.name = name
@@ -141,7 +141,7 @@ class Leadership:
         while not self.stopping.is_set():
             config = electionconfig.Config(
                 _Lock(self._api, self.name, self.namespace, self.identity),
-                lease_duration=self._lease,
+                lease_duration=int(self._lease),  # the client writes str() then int()s it
                 renew_deadline=self._renew_deadline,
                 retry_period=self._retry,
                 onstarted_leading=lambda: None,
@@ -150,7 +150,8 @@ class Leadership:
             try:
                 _Election(config, self).run()
             except Exception as exc:  # API errors inside the client: try again
-                log.warning("leader election failed: %s; retrying", type(exc).__name__)
+                log.warning("leader election failed: %s: %s; retrying", type(exc).__name__,
+                            str(exc)[:200])  # fmt: skip
             self.stopping.wait(self._retry)
 
     def _release(self) -> None:

@@ -50,14 +50,17 @@ class Requests:
                 "ocirepositories",
                 timeout_seconds=5,
             )
-            for event in events:
-                obj = event["object"]
-                token = (obj["metadata"].get("annotations") or {}).get(REQUESTED_AT)
-                name = obj["metadata"]["name"]
-                if token and token not in self.seen[name]:
-                    self.seen[name].append(token)
-                if self._stop.is_set():
-                    break
+            try:
+                for event in events:
+                    obj = event["object"]
+                    token = (obj["metadata"].get("annotations") or {}).get(REQUESTED_AT)
+                    name = obj["metadata"]["name"]
+                    if token and token not in self.seen[name]:
+                        self.seen[name].append(token)
+                    if self._stop.is_set():
+                        break
+            finally:
+                events.close()  # the stream's connection goes back, closed
 
     def stop(self) -> None:
         self._stop.set()

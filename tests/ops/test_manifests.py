@@ -69,7 +69,6 @@ def test_image_is_the_project_version(everything: Objects) -> None:
 
 def test_deployment_runs_locked_down(everything: Objects) -> None:
     deployment = one(everything, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "flux-oci-trigger"
     assert pod.get("automountServiceAccountToken", True) is True  # it talks to the API
@@ -96,7 +95,7 @@ def test_deployment_runs_the_service_with_probes_on_the_metrics_port(
 ) -> None:
     (container,) = one(everything, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert container["args"][:1] == ["run"]
-    assert container["args"][1:] == ["--log-format", "json"]
+    assert container["args"][1:] == ["--log-format", "json", "--leader-elect"]
     assert container["ports"] == [
         {"name": "http-metrics", "containerPort": 9798, "protocol": "TCP"}
     ]
@@ -168,7 +167,7 @@ def test_the_events_layout_adds_a_listener_of_its_own(kubectl: str) -> None:
     objects = kustomize(kubectl, ROOT / "manifests" / "events")
     deployment = one(objects, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FLUX_OCI_TRIGGER_EVENTS_LISTEN"] == "0.0.0.0:9799"
     assert env["FLUX_OCI_TRIGGER_LISTEN"] == "0.0.0.0:9798"  # metrics stay where they were
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
