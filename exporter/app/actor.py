@@ -51,6 +51,7 @@ class Patched:
     ok: bool
     existed: bool
     skipped: bool = False  # not sent: this replica no longer leads
+    error: str = ""  # why the patch failed (safe to log and to put in an Event)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Actor:
         except PatchError as exc:
             log.warning("reconcile request for %s failed: %s", patch.target, exc,
                         extra=patch.target.log_fields(patch.revision))  # fmt: skip
-            self._on_patched(Patched(patch, ok=False, existed=True))
+            self._on_patched(Patched(patch, ok=False, existed=True, error=str(exc)))
             return
         self._on_patched(Patched(patch, ok=existed, existed=existed))
         if existed:

@@ -136,6 +136,7 @@ class Engine:
         self._due_at: dict[TargetId, float] = {}  # the live entry of each target
         self._in_flight: dict[TargetId, float] = {}  # checks under way: since when
         self._seq = 0
+        self._patch_failures: dict[TargetId, int] = {}  # consecutive failed patches
         self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome
         self._sweep: set[TargetId] | None = None  # targets left in the current sweep
         self._sweep_started = 0.0
@@ -158,6 +159,7 @@ class Engine:
                 self._set(target_id, replace(known, source=p.source, version=p.version))
         for gone in [t for t in self._tracked if t not in parsed]:
             del self._tracked[gone]
+            self._patch_failures.pop(gone, None)
             self._due_at.pop(gone, None)
             self._in_flight.pop(gone, None)
             self._decisions.pop(gone, None)
@@ -470,8 +472,23 @@ class Engine:
             return
         self._due_at.pop(target_id, None)  # its turn may have come while the patch ran
         if decision is not None and outcome.ok:
+            self._patch_failures.pop(target_id, None)
             t = replace(t, memory=decision.memory_after_request or t.memory)
+        elif not outcome.skipped and outcome.existed:
+            t = self._patch_failed(t, outcome)
         self._set(target_id, t)
+
+    def _patch_failed(self, t: Tracked, outcome: Patched) -> Tracked:
+        """Back off per object (1 min doubling to 1 h, as a stuck request) and say it once."""
+        failures = self._patch_failures.get(t.source.id, 0) + 1
+        self._patch_failures[t.source.id] = failures
+        wait = self._c.backoff.delay(failures)
+        if failures == 1:
+            self._actor.event(outcome.patch.ref, "ReconcileRequestFailed",
+                              f"{outcome.error}; retrying with back-off", warning=True)  # fmt: skip
+        log.warning("%s: the reconcile request will be tried again in %.0fs (failure %d)",
+                    t.source.id, wait, failures, extra=t.source.id.log_fields())  # fmt: skip
+        return replace(t, not_before=self._clock() + wait)
 
     def _begin_sweep(self, now: float) -> None:
         self._sweep = set(self._tracked)

@@ -36,6 +36,10 @@ COMPONENT = "flux-oci-trigger"
 class PatchError(Exception):
     """The API server refused or failed the patch; the message is safe to log."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass(frozen=True)
 class ObjectRef:
@@ -111,9 +115,11 @@ class Trigger:
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise PatchError(
-                f"patch of {r.kind} {ref.namespace}/{ref.name} failed: HTTP {exc.status}"
-            ) from None
+            what = f"patch of {r.kind} {ref.namespace}/{ref.name} failed: HTTP {exc.status}"
+            if exc.status == 403:  # RBAC: say what is missing
+                what += (f" (forbidden: the exporter's ServiceAccount needs 'patch' on "
+                         f"{r.plural}.{r.group} in namespace {ref.namespace})")  # fmt: skip
+            raise PatchError(what, exc.status) from None
         except Exception as exc:  # connection and protocol failures
             raise PatchError(
                 f"patch of {r.kind} {ref.namespace}/{ref.name} failed: {type(exc).__name__}"

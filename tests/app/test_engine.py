@@ -131,14 +131,24 @@ def test_one_failing_object_leaves_the_others_alone() -> None:
         ]
 
 
-def test_a_failed_patch_is_counted_and_retried_at_the_next_check() -> None:
+def test_a_refused_patch_backs_off_with_one_warning_event() -> None:
     reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"]})
     kube = FakeKube(fail=True)
-    with rig(registry=reg, kube=kube) as r:
+    now = [1_000_000.0]
+    with rig(registry=reg, kube=kube, clock=lambda: now[0], default_interval=2) as r:
         r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD)]})
         r.until(lambda: sum(r.store.snapshot().request_errors.values()) == 1)
+        r.until(lambda: [e for e in kube.events if e[1] == "ReconcileRequestFailed"] != [])
+        now[0] += 30  # inside the back-off (1 min): no new attempt, however short the interval
+        for _ in range(5):
+            r.engine.step(0.01)
+        assert sum(r.store.snapshot().request_errors.values()) == 1
+        now[0] += 31
+        r.until(lambda: sum(r.store.snapshot().request_errors.values()) == 2)
+        warnings = [e for e in kube.events if e[1] == "ReconcileRequestFailed"]
+        assert len(warnings) == 1 and "HTTP 500" in warnings[0][2]  # once, not per attempt
         kube.fail = False
-        r.engine.nudge([r.store.snapshot().targets[0].id])
+        now[0] += 121  # the second back-off: 2 min
         r.until(lambda: len(kube.patches) == 1)
 
 

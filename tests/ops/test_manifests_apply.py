@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devenv.ports import free_port
 from tests.ops.conftest import ROOT, kustomize, require_tool
 
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
@@ -274,3 +277,76 @@ def test_the_namespaced_roles_are_enough_and_stay_in_their_namespace(
                        "ocirepositories.source.toolkit.fluxcd.io", *where])  # fmt: skip
         assert out.strip() == expected, (where, out)
     _requests_as(prepared, as_exporter, registry, ns)
+
+
+def test_a_forbidden_patch_is_said_once_and_backed_off(
+    prepared: str, kubectl: str, registry: Any, tmp_path: Path
+) -> None:
+    """A ServiceAccount that may read but not patch: one clear log line naming the missing
+    permission, one Warning Event, no repeated attempts on the next checks."""
+    import sys
+
+    from kubernetes import config
+
+    ns = "no-patch"
+    k = [kubectl, "--kubeconfig", prepared]
+    for args in (["create", "namespace", ns],
+                 ["-n", "flux-oci-trigger", "create", "serviceaccount", "reader"]):  # fmt: skip
+        code, out = _run([*k, *args])
+        assert code == 0, out
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "reader", "namespace": ns},
+        "rules": [
+            {
+                "apiGroups": ["source.toolkit.fluxcd.io"],
+                "resources": ["ocirepositories", "helmrepositories", "helmcharts"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        ],
+    }
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "reader", "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                           "name": "reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "reader",
+                             "namespace": "flux-oci-trigger"}]}  # fmt: skip
+    code, out = _run([*k, "apply", "-f", "-"], _documents([role, binding]))
+    assert code == 0, out
+    as_reader = _token_kubeconfig(kubectl, prepared, tmp_path / "reader.kubeconfig", "reader")
+    api = config.new_client_from_config(config_file=prepared)  # type: ignore[no-untyped-call]
+    try:
+        _objects_behind(api, registry, ns)
+        log = tmp_path / "reader.log"
+        with log.open("wb") as out_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "exporter", "run", "--namespace", ns, "--interval", "1s",
+                 "--tag-ttl", "1s", "--kubeconfig", as_reader, "--listen",
+                 f"127.0.0.1:{free_port()}"],
+                env={**os.environ, "FLUX_OCI_TRIGGER_MIN_INTERVAL": "1s"},
+                stdout=out_file, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 60
+                while "ReconcileRequestFailed" not in _event_reasons(api, ns):
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+                time.sleep(4)  # several checks at a 1 s interval: no second attempt
+            finally:
+                proc.terminate()
+                proc.wait(timeout=15)
+        text = log.read_text()
+        assert text.count("reconcile request for OCIRepository/no-patch/app failed") == 1, text
+        assert "needs 'patch' on ocirepositories.source.toolkit.fluxcd.io" in text
+        assert _event_reasons(api, ns).count("ReconcileRequestFailed") == 1
+    finally:
+        api.close()
+
+
+def _event_reasons(api: Any, ns: str) -> list[str]:
+    from kubernetes import client
+
+    return [e.reason or "" for e in client.CoreV1Api(api).list_namespaced_event(ns).items]
