@@ -82,7 +82,8 @@ def main() -> int:
                 print("   exporter: " + line.split(": ", 1)[-1])
         events = client.CoreV1Api(api).list_namespaced_event(NS).items
         for e in events:
-            if e.reason == "ReconcileRequested" and e.source and e.source.component == "flux-oci-trigger":
+            ours = e.source is not None and e.source.component == "flux-oci-trigger"
+            if ours and e.reason == "ReconcileRequested":
                 print(f"   event on {NS}/{NAME}: {e.reason}: {e.message}")
         query = urllib.parse.quote('flux_oci_target_state{state="up_to_date"} == 1')
         say("look at:")
