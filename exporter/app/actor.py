@@ -34,7 +34,7 @@ class EventSink(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Patch:
     target: TargetId
     ref: ObjectRef
@@ -43,7 +43,7 @@ class Patch:
     applied: str  # what Flux applied, for the log line and the Event
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Patched:
     """How a :class:`Patch` went: ``ok`` and ``existed`` false means the object is gone."""
 
@@ -54,7 +54,7 @@ class Patched:
     error: str = ""  # why the patch failed (safe to log and to put in an Event)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Event:
     ref: ObjectRef
     reason: str

@@ -34,13 +34,13 @@ Key = tuple[str, str]  # (namespace, name)
 SourceCounts = Counter[tuple[str, str, bool]]  # (kind, namespace, opted_in) -> objects
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Parsed:
     version: str
     source: Target | SourceProblem | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Repo:
     version: str
     info: HelmRepositoryInfo | None

@@ -39,7 +39,7 @@ from exporter.app.workers import HostWorkers
 from exporter.core.decision import Decision, decide
 from exporter.core.hooks import HookSource, Nudge
 from exporter.core.memory import Backoff
-from exporter.core.observation import Observation, RegistryFailure
+from exporter.core.observation import Fresh, Observation, RegistryFailure
 from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
 from exporter.flux.policy import TagParsing
 from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
@@ -57,7 +57,7 @@ class AccessSource(Protocol):
     def resolve(self, refs: AccessRefs, repo: RepositoryRef) -> RegistryAccess: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     prefix: str
     min_interval: float
@@ -73,19 +73,19 @@ class EngineConfig:
     tag_parsing: TagParsing = TagParsing.FLUX_2_7  # which Flux's tag rule to follow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Delivery:
     source: HookSource
     nudges: tuple[Nudge, ...]
     received_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Lead:
     leading: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Observed:
     target: TargetId
     source: Target
@@ -136,6 +136,7 @@ class Engine:
         self._due_at: dict[TargetId, float] = {}  # the live entry of each target
         self._in_flight: dict[TargetId, float] = {}  # checks under way: since when
         self._seq = 0
+        self._repo_waiting: dict[RepositoryRef, list[Target]] = {}  # behind a first check
         self._patch_failures: dict[TargetId, int] = {}  # consecutive failed patches
         self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome
         self._sweep: set[TargetId] | None = None  # targets left in the current sweep
@@ -340,13 +341,30 @@ class Engine:
             self._finish(replace(t, nudged=False), None, now)
             return
         assert isinstance(source, Target)
-        last = t.memory.last_fresh
         self._set(source.id, replace(t, in_flight_since=now, nudged=False, overdue=False))
+        # One check per repository goes first; the others on it wait for its answer and
+        # then read the cache, rather than hold a worker each on the same registry request.
+        waiting = self._repo_waiting.get(source.repository)
+        if waiting is not None:
+            waiting.append(source)
+            return
+        self._repo_waiting[source.repository] = []
+        self._submit(source, t.memory.last_fresh)
 
+    def _submit(self, source: Target, last: Fresh | None) -> None:
         def job() -> None:
             self._done.put(_Observed(source.id, source, self._observe(source, last)))
 
         self._workers.submit(source.repository.registry, job)
+
+    def _release(self, repository: RepositoryRef) -> None:
+        """The first check of a repository is done: the ones that waited for it go now."""
+        for source in self._repo_waiting.pop(repository, ()):
+            known = self._tracked.get(source.id)
+            if known is not None and known.source is source and known.in_flight_since:
+                self._submit(source, known.memory.last_fresh)
+            elif known is not None and known.in_flight_since:
+                self._set(source.id, replace(known, in_flight_since=None, overdue=False))
 
     def _observe(self, target: Target, last: Any) -> Observation:
         """On a worker thread: access, then the registry; never raises."""
@@ -378,6 +396,7 @@ class Engine:
             if not message.nudges:
                 self._observer.event_received(message.source.value, "ignored")
             return
+        self._release(message.source.repository)
         t = self._tracked.get(message.target)
         if t is None:
             return  # the object went away meanwhile

@@ -57,7 +57,7 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Lines:
     row: TargetRow
     requests: int

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from exporter.flux.targets import State, TargetId
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetRow:
     """What is known of one target after its latest check."""
 
@@ -33,7 +33,7 @@ class TargetRow:
     would_request: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int
     targets: tuple[TargetRow, ...]

@@ -65,7 +65,7 @@ class Hold(StrEnum):
     FIRST_RECONCILE = "first-reconcile"  # Flux has not reconciled a new object yet: it will
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     state: State
     message: str  # one line for the log, the Event and ``check``

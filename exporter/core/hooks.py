@@ -47,7 +47,7 @@ class InvalidEvent(ValueError):
     """The body is not the documented shape (the message is safe to log)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nudge:
     """Look at ``path`` now: on ``host`` (None: on any registry host), and every
     repository below it too when ``subtree``; ``expedite``: a build is coming, look

@@ -18,7 +18,7 @@ from exporter.flux.targets import Target
 MAX_FIRST_SEEN = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     revision: str
     at: float
@@ -26,7 +26,7 @@ class Request:
     attempts: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Memory:
     """Per target, kept by the caller across checks. ``first_seen``: (revision, time);
     ``last_fresh``: the freshest artifact the registry last named, kept through registry
@@ -40,7 +40,7 @@ class Memory:
         return next((at for rev, at in self.first_seen if rev == revision), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
     """Retry delays for ``stuck`` targets, in seconds: minimum, doubling up to maximum."""
 

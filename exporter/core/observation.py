@@ -15,7 +15,7 @@ from exporter.flux.revision import chart_version_key, format_oci_revision
 from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fresh:
     """The artifact Flux would apply now: the tag it picks (``chart_version`` is the
     version Flux reads from it, HelmChart only) and the tag's manifest digest.
@@ -28,12 +28,12 @@ class Fresh:
     created_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NoMatch:
     """No tag satisfies the rule (or the mutable tag does not exist)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegistryFailure:
     """The registry (or the rule, for ``config``) failed; ``last_known`` is the last
     freshest artifact seen, when the caller still has it; ``retry_after`` the seconds the

@@ -18,7 +18,7 @@ from exporter.core.memory import Memory
 from exporter.flux.targets import RuleKind, SourceProblem, Target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tracked:
     """What the engine knows of one target between checks.
 

@@ -46,7 +46,7 @@ from exporter.model import Flavor, RepositoryRef, TagRule
 _CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HelmRepositoryInfo:
     """An OCI HelmRepository, as its HelmCharts need it."""
 

@@ -35,7 +35,7 @@ _CHART_VERSION = re.compile(
 _SHOWN = 80
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppliedRevision:
     """One applied revision, read. ``digest`` is the OCI manifest digest."""
 
@@ -45,7 +45,7 @@ class AppliedRevision:
     raw: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RevisionProblem:
     """A revision string that fits no known shape, with why."""
 

@@ -76,7 +76,7 @@ class TargetId(NamedTuple):
         return fields
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WatchRule:
     """How Flux picks the artifact.
 
@@ -103,7 +103,7 @@ class WatchRule:
         return cls(RuleKind.PINNED, tag=tag, digest=digest)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Access:
     """References to what the registry client needs; the Secrets are read by the caller.
 
@@ -120,7 +120,7 @@ class Access:
     provider: str = "generic"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """One Flux object to keep fresh, as read from the API server.
 
@@ -156,7 +156,7 @@ class Target:
     resource_version: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceProblem:
     """An opted-in object that cannot be watched: bad annotations, bad spec, or a
     feature the exporter cannot reproduce. ``problems`` are messages for an Event."""

@@ -34,7 +34,7 @@ class AccessError(Exception):
     reason = "config"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccessRefs:
     """What a Flux object says about registry access (names only, never content)."""
 
@@ -46,7 +46,7 @@ class AccessRefs:
     basic_auth_keys: bool = False  # HelmRepository: username/password keys are allowed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegistryAccess:
     credentials: Credentials
     tls: TLSOptions

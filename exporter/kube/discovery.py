@@ -19,7 +19,7 @@ from exporter.kube.errors import KubeError
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
     kind: str
     group: str

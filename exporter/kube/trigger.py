@@ -41,7 +41,7 @@ class PatchError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     resource: Resource
     namespace: str

@@ -7,6 +7,10 @@ credentials, or with an OAuth2 refresh token when the docker config holds an
 (realm, service, scope, credentials) until shortly before they expire, so a fleet of
 polls costs one token request per TTL, not one per listing. The client sends what this
 module builds, so the same retry, concurrency and metrics apply to token requests.
+
+Like Docker's clients we send credentials to whichever realm the registry names, but never
+over plain HTTP when the registry itself is HTTPS: the password or refresh token, and the
+token that comes back, would cross the network in clear.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import httpx
 from exporter.model import Credentials
 from exporter.registry.challenge import Challenge
 from exporter.registry.errors import RegistryProtocolError
+from exporter.registry.pools import origin, show_origin
 
 DEFAULT_EXPIRES_IN = 60.0  # seconds: the token spec's default when expires_in is absent
 EXPIRY_MARGIN = 10.0  # seconds: refresh this much before a token expires
@@ -34,6 +39,11 @@ CLIENT_ID = "flux-oci-trigger"
 def basic_header(username: str, password: str) -> str:
     raw = f"{username}:{password}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can follow ``Bearer `` in a header: printable ASCII only."""
+    return value.isascii() and value.isprintable()
 
 
 def pull_scope(repository_path: str) -> str:
@@ -48,14 +58,29 @@ class TokenKey:
     credentials: str  # Credentials.fingerprint()
 
 
+def realm_url(registry: str, realm: str, *, https_only: bool) -> httpx.URL:
+    """The token service's URL from a challenge; ``https_only`` for an HTTPS registry."""
+    try:
+        url = httpx.URL(realm)
+        usable = url.scheme in ("http", "https") and bool(url.raw_host)
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise RegistryProtocolError(f"{registry}: the token realm is not a valid URL") from exc
+    if not usable:
+        raise RegistryProtocolError(f"{registry}: the token realm is not an http(s) URL")
+    if https_only and url.scheme == "http":
+        raise RegistryProtocolError(
+            f"{registry}: the token realm {show_origin(origin(url))} is plain HTTP while the "
+            "registry is HTTPS; no credentials are sent and no token is asked there"
+        )
+    return url
+
+
 def token_request(
-    challenge: Challenge, scope: str, credentials: Credentials, *, post: bool
+    realm: httpx.URL, challenge: Challenge, scope: str, credentials: Credentials, *, post: bool
 ) -> httpx.Request:
-    """The request for a token. ``post`` selects the OAuth2 form (refresh-token grant)."""
-    realm = challenge.get("realm")
+    """The request for a token at ``realm`` (checked by ``realm_url``). ``post`` selects the
+    OAuth2 form (refresh-token grant)."""
     service = challenge.get("service")
-    if not realm.startswith(("https://", "http://")):
-        raise RegistryProtocolError("token realm is not an http(s) URL")
     if post and credentials.identity_token:
         form = {
             "grant_type": "refresh_token",
@@ -97,6 +122,8 @@ def parse_token_response(body: bytes, now: float) -> tuple[str, float]:
     token = doc.get("token") or doc.get("access_token")
     if not isinstance(token, str) or not token:
         raise RegistryProtocolError("token endpoint returned no token")
+    if not header_safe(token):
+        raise RegistryProtocolError("token endpoint returned a token no HTTP header can carry")
     expires_in = doc.get("expires_in", DEFAULT_EXPIRES_IN)
     if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
         expires_in = DEFAULT_EXPIRES_IN

@@ -4,8 +4,12 @@ Retries use exponential backoff with full jitter (a fleet of exporters restarted
 must not retry in lock-step); a ``Retry-After`` header wins but is capped, so one hostile
 answer cannot park a worker for hours. The breaker exists because registries punish
 failed logins: GitLab.com bans an IP for 15 minutes after 300 failed authentications in
-a minute, so after a few auth failures for one registry and one set of credentials we
-stop asking at all for a cool-down period. Clocks and randomness are injected.
+a minute, so after a few auth failures we stop asking for a cool-down period. Its keys are
+chosen by the session: (registry, credentials) for credentials refused as such (a bad
+password at the token service, a password or registry token the registry refuses),
+(registry, credentials, repository) for a repository those credentials may not read, so
+one tenant's denied repositories never silence another's. Clocks and randomness are
+injected.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -60,11 +64,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+BreakerKey = tuple[str, ...]
+
+
 class AuthBreaker:
-    """Auth failures per (registry, credentials); opens after ``threshold`` within ``window``.
+    """Auth failures per key; a key opens after ``threshold`` failures within ``window``.
 
     While open, ``retry_in(key)`` returns the remaining cool-down and callers must not
-    send anything. A success closes it and forgets the failures.
+    send anything. A success closes it and forgets the failures. At most ``max_keys`` keys
+    are remembered (quiet ones are forgotten first).
     """
 
     def __init__(
@@ -74,16 +82,18 @@ class AuthBreaker:
         window: float = 60.0,
         cooldown: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 65536,
     ) -> None:
         self.threshold = threshold
         self.window = window
         self.cooldown = cooldown
+        self.max_keys = max_keys
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._open_until: dict[tuple[str, str], float] = {}
+        self._failures: dict[BreakerKey, deque[float]] = {}
+        self._open_until: dict[BreakerKey, float] = {}
 
-    def retry_in(self, key: tuple[str, str]) -> float:
+    def retry_in(self, key: BreakerKey) -> float:
         """Seconds until requests may be sent again for ``key``; 0.0 when closed."""
         with self._lock:
             until = self._open_until.get(key)
@@ -96,9 +106,11 @@ class AuthBreaker:
             self._failures.pop(key, None)
             return 0.0
 
-    def failure(self, key: tuple[str, str]) -> None:
+    def failure(self, key: BreakerKey) -> None:
         with self._lock:
             now = self._clock()
+            if key not in self._failures and len(self._failures) >= self.max_keys:
+                self._forget_quiet(now)
             failures = self._failures.setdefault(key, deque())
             failures.append(now)
             while failures and failures[0] <= now - self.window:
@@ -106,7 +118,17 @@ class AuthBreaker:
             if len(failures) >= self.threshold:
                 self._open_until[key] = now + self.cooldown
 
-    def success(self, key: tuple[str, str]) -> None:
+    def success(self, *keys: BreakerKey) -> None:
         with self._lock:
-            self._failures.pop(key, None)
-            self._open_until.pop(key, None)
+            for key in keys:
+                self._failures.pop(key, None)
+                self._open_until.pop(key, None)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop closed keys without a failure in the window; if none, the oldest closed one."""
+        closed = [k for k in self._failures if k not in self._open_until]
+        quiet = [
+            k for k in closed if not self._failures[k] or self._failures[k][-1] <= now - self.window
+        ]
+        for key in quiet or closed[:1]:
+            del self._failures[key]

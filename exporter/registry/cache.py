@@ -8,8 +8,9 @@ answers for another tenant's object on the same repository.
 Behaviour:
 - a fresh entry is a hit; concurrent misses for one key wait for a single request;
 - on failure the last good answer is served, marked ``stale`` with the failure's reason,
-  and the failure is remembered for one TTL (or the registry's Retry-After, if longer),
-  so a broken registry is not hammered by every object and every pass;
+  and the failure is remembered for one TTL (or the registry's Retry-After, if longer,
+  up to ``max_retry_after``: one answer must not park a repository for days), so a broken
+  registry is not hammered by every object and every pass;
 - with no good answer to fall back on, the failure is raised again (same class) until the
   TTL ends;
 - the number of entries is bounded (least recently used go first);
@@ -18,6 +19,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from exporter.model import (
 from exporter.registry.errors import RegistryError, RegistryRateLimited
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+MAX_RETRY_AFTER = 600.0  # seconds: the longest a registry's Retry-After holds a failure
 
 
 class TagLister(Protocol):
@@ -85,8 +89,15 @@ class CacheStats:
 class _TTLMap(Generic[T]):
     """Bounded TTL map with coalesced misses and stale-on-error."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float], max_entries: int) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        clock: Callable[[], float],
+        max_entries: int,
+        max_retry_after: float = MAX_RETRY_AFTER,
+    ) -> None:
         self._ttl = ttl
+        self._max_retry_after = max_retry_after
         self._clock = clock
         self._entries: LRUCache[Hashable, _Entry[T]] = LRUCache(maxsize=max_entries)
         self._flights: dict[Hashable, _Flight] = {}
@@ -146,9 +157,7 @@ class _TTLMap(Generic[T]):
             value = fetch()
         except RegistryError as exc:
             now = self._clock()
-            hold = self._ttl
-            if isinstance(exc, RegistryRateLimited) and exc.retry_after:
-                hold = max(hold, exc.retry_after)
+            hold = self._hold(exc)
             entry = _Entry(
                 value=previous.value if previous else None,
                 fetched_at=previous.fetched_at if previous else now,
@@ -164,6 +173,17 @@ class _TTLMap(Generic[T]):
             self._entries[key] = entry
         return value, now, None
 
+    def _hold(self, exc: RegistryError) -> float:
+        """How long a failure is remembered: one TTL, or what the registry asked, capped."""
+        if not isinstance(exc, RegistryRateLimited) or not exc.retry_after:
+            return self._ttl
+        honoured = max(self._ttl, min(exc.retry_after, self._max_retry_after))
+        level = logging.INFO if honoured < exc.retry_after else logging.DEBUG
+        log.log(
+            level, "%s: Retry-After asked %.0fs, honoured %.0fs", exc, exc.retry_after, honoured
+        )
+        return honoured
+
     @staticmethod
     def _answer(entry: _Entry[T]) -> tuple[T, float, RegistryError | None]:
         if entry.value is None:
@@ -173,7 +193,9 @@ class _TTLMap(Generic[T]):
 
 
 class TagCache:
-    """Tag listings and tag digests, cached per (repository, credentials, TLS) for ``ttl``."""
+    """Tag listings and tag digests, cached per (repository, credentials, TLS) for ``ttl``
+    seconds; a rate-limited failure is held for the registry's Retry-After, at most
+    ``max_retry_after`` seconds."""
 
     def __init__(
         self,
@@ -182,10 +204,11 @@ class TagCache:
         ttl: float,
         clock: Callable[[], float],
         max_entries: int = 10_000,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self._lister = lister
-        self._tags: _TTLMap[tuple[str, ...]] = _TTLMap(ttl, clock, max_entries)
-        self._digests: _TTLMap[str] = _TTLMap(ttl, clock, max_entries)
+        self._tags: _TTLMap[tuple[str, ...]] = _TTLMap(ttl, clock, max_entries, max_retry_after)
+        self._digests: _TTLMap[str] = _TTLMap(ttl, clock, max_entries, max_retry_after)
         # creation times are content-addressed: kept a day, asked once however many objects
         # share the artifact (concurrent misses wait for one request)
         self._created: _TTLMap[tuple[float | None]] = _TTLMap(86400.0, clock, max_entries)

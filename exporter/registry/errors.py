@@ -5,10 +5,16 @@
     │   └── RegistryAuthBackoff   "auth"          too many auth failures: not even tried
     ├── RegistryNotFound          "not_found"     repository or tag unknown
     ├── RegistryRateLimited       "rate_limited"  429 (retry_after: seconds, when known)
-    ├── RegistryUnavailable       "unavailable"   5xx, timeouts, connection and TLS failures
-    └── RegistryProtocolError     "protocol"      answers that break the distribution spec
+    ├── RegistryUnavailable       "unavailable"   5xx, timeouts, the per-request deadline,
+    │                                             connection and TLS failures
+    ├── RegistryProtocolError     "protocol"      answers that break the distribution spec or
+    │                                             would send credentials elsewhere
+    └── RegistryConfigError       "config"        a repository URL, credential or TLS setting
+                                                  that no request can carry
 
-Messages name the registry and repository, never a credential or a token.
+Messages name the registry and repository, never a credential or a token. Every exception
+of the HTTP stack (httpx, httpcore, h11, ssl, URL and IDNA encoding) is mapped to one of
+these before it leaves the package, its cause chained.
 """
 
 from __future__ import annotations
@@ -46,4 +52,15 @@ class RegistryProtocolError(RegistryError):
     reason = "protocol"
 
 
-REASONS: tuple[str, ...] = ("auth", "not_found", "rate_limited", "unavailable", "protocol")
+class RegistryConfigError(RegistryError):
+    reason = "config"
+
+
+REASONS: tuple[str, ...] = (
+    "auth",
+    "not_found",
+    "rate_limited",
+    "unavailable",
+    "protocol",
+    "config",
+)

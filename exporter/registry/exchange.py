@@ -3,8 +3,11 @@
 Every request, token requests included, goes through ``Exchanger.send`` so it is counted
 by the observer, bounded by the per-registry semaphore and retried the same way: 5xx,
 timeouts and connection errors with jittered backoff, 429 honouring ``Retry-After``
-(capped). Bodies are streamed and refused beyond a size cap, so a hostile or broken
-registry cannot exhaust memory. httpx exceptions stop here.
+(capped). Bodies are streamed and refused beyond a size cap, and each attempt (connect,
+headers and body) must end within a deadline, so a hostile or broken registry can neither
+exhaust memory nor hold a worker. Every exception of the HTTP stack stops here, mapped to
+the registry's own (a deadline, TLS or protocol failure is not retried: it would fail the
+same way again).
 """
 
 from __future__ import annotations
@@ -16,18 +19,47 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import h11
+import httpcore
 import httpx
 
 from exporter.model import TLSOptions
 from exporter.registry.backoff import RetryPolicy, parse_retry_after
 from exporter.registry.errors import (
+    RegistryError,
     RegistryProtocolError,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from exporter.registry.pools import Pools
+from exporter.registry.pools import Deadline, Pools
 
 log = logging.getLogger(__name__)
+DEADLINE = 30.0  # seconds per attempt: connect, request, headers and body
+
+# Exceptions of the HTTP stack that are not ``httpx.HTTPError``: raised while forming a
+# request (bad URL or header characters, IDNA) or, in principle, leaking from below httpx.
+_STACK_ERRORS: tuple[type[Exception], ...] = (
+    httpx.InvalidURL,
+    httpx.CookieConflict,
+    httpx.StreamError,
+    httpcore.ConnectionNotAvailable,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProtocolError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    h11.ProtocolError,
+    UnicodeError,
+    OSError,  # ssl.SSLError included
+)
+_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, *_STACK_ERRORS)
+# httpx errors that say the exchange itself is malformed: retrying cannot help
+_MALFORMED: dict[type[httpx.HTTPError], str] = {
+    httpx.UnsupportedProtocol: "redirected to a URL that is not http(s)",
+    httpx.LocalProtocolError: "the request is not valid HTTP (a header with a control character?)",
+    httpx.TooManyRedirects: "too many redirects",
+    httpx.DecodingError: "the response body cannot be decoded",
+}
 
 
 class RegistryObserver(Protocol):
@@ -63,12 +95,14 @@ class Exchanger:
         policy: RetryPolicy,
         sleep: Callable[[float], None],
         wall_clock: Callable[[], float] = time.time,
+        deadline: float = DEADLINE,
     ) -> None:
         self._pools = pools
         self._observer = observer
         self._policy = policy
         self._sleep = sleep
         self._wall_clock = wall_clock
+        self._deadline = deadline
 
     def send(
         self,
@@ -80,43 +114,48 @@ class Exchanger:
         authorization: str | None,
         max_bytes: int,
         content: bytes | None = None,
+        follow_redirects: bool = True,
     ) -> Reply:
         """One HTTP exchange with retries; the body is read (capped) before the slot is freed."""
-        target = httpx.URL(url)
-        client = self._pools.client(target.netloc.decode("ascii"), tls)
-        all_headers = dict(headers)
-        if authorization is not None:
-            all_headers["Authorization"] = authorization
-        request = client.build_request(method, target, headers=all_headers, content=content)
+        try:
+            target = httpx.URL(url)
+            client = self._pools.client(target.netloc.decode("ascii"), tls)
+            all_headers = dict(headers)
+            if authorization is not None:
+                all_headers["Authorization"] = authorization
+            request = client.build_request(method, target, headers=all_headers, content=content)
+        except _STACK_ERRORS as exc:
+            raise RegistryProtocolError(
+                f"{registry}: the request cannot be formed ({type(exc).__name__})"
+            ) from exc
         semaphore = self._pools.semaphore(registry)
         attempt = 0
         while True:
             started = time.perf_counter()
+            deadline = Deadline(self._deadline)
+            status: int | None = None
             try:
-                with semaphore:
-                    response = client.send(request, stream=True)
+                with semaphore, deadline:
+                    response = client.send(request, stream=True, follow_redirects=follow_redirects)
+                    status = response.status_code
                     try:
-                        body = b"" if method == "HEAD" else _read_capped(response, max_bytes)
+                        body = b"" if method == "HEAD" else _read(response, max_bytes, deadline)
                     finally:
                         response.close()
-            except httpx.HTTPError as exc:
+            except _FAILURES as exc:
                 self._observer.request(registry, "error", time.perf_counter() - started)
-                tls_problem = _tls_failure(exc)
-                if tls_problem is not None:  # the same certificates fail the same way again
-                    raise RegistryUnavailable(f"{registry}: {tls_problem}") from exc
-                if attempt < self._policy.retries:
+                failure, retry = self._failure(registry, exc, deadline, attempt)
+                if retry and attempt < self._policy.retries:
                     delay = self._policy.backoff(attempt)
                     log.debug("%s: %s, retrying in %.2fs", registry, type(exc).__name__, delay)
                     self._sleep(delay)
                     attempt += 1
                     continue
-                raise RegistryUnavailable(
-                    f"{registry}: {type(exc).__name__} after {attempt + 1} attempts"
-                ) from exc
-            self._observer.request(
-                registry, str(response.status_code), time.perf_counter() - started
-            )
-            status = response.status_code
+                raise failure from exc
+            except RegistryError:  # the body broke the size cap
+                self._observer.request(registry, str(status), time.perf_counter() - started)
+                raise
+            self._observer.request(registry, str(status), time.perf_counter() - started)
             if status == 429:
                 self._observer.rate_limited(registry)
                 retry_after = parse_retry_after(
@@ -137,19 +176,51 @@ class Exchanger:
                 raise RegistryUnavailable(f"{registry}: HTTP {status} after {attempt + 1} attempts")
             return Reply(status, response.headers, body, response.url)
 
+    def _failure(
+        self, registry: str, exc: Exception, deadline: Deadline, attempt: int
+    ) -> tuple[RegistryError, bool]:
+        """The registry error for a failed attempt, and whether another attempt may help."""
+        if deadline.expired:  # a registry this slow is as slow on the next attempt
+            return RegistryUnavailable(
+                f"{registry}: no complete answer within the {self._deadline:g}s deadline"
+            ), False
+        tls_problem = _tls_failure(exc)
+        if tls_problem is not None:  # the same certificates fail the same way again
+            return RegistryUnavailable(f"{registry}: {tls_problem}"), False
+        for kind, reason in _MALFORMED.items():
+            if isinstance(exc, kind):
+                return RegistryProtocolError(f"{registry}: {reason}"), False
+        if isinstance(exc, httpx.TransportError):
+            return RegistryUnavailable(
+                f"{registry}: {type(exc).__name__} after {attempt + 1} attempts"
+            ), True
+        if isinstance(exc, (httpcore.TimeoutException, httpcore.NetworkError, OSError)):
+            return RegistryUnavailable(f"{registry}: {type(exc).__name__}"), False
+        return RegistryProtocolError(
+            f"{registry}: the HTTP exchange failed ({type(exc).__name__})"
+        ), False
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+
+def _read(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes:
+    """The body, refused beyond ``max_bytes``. The sockets keep the deadline; checking it per
+    chunk too covers transports that are not ours (tests, proxies)."""
     declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise RegistryProtocolError(f"response of {declared} bytes exceeds the {max_bytes} cap")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"response of {declared} bytes exceeds the {max_bytes} byte cap")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise RegistryProtocolError(f"response exceeds the {max_bytes} byte cap")
+            raise BodyTooLarge(f"response exceeds the {max_bytes} byte cap")
+        if deadline.left() <= 0:
+            raise httpx.ReadTimeout("the exchange's deadline has passed", request=response.request)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class BodyTooLarge(RegistryProtocolError):
+    """A response body beyond the cap the caller set (the client maps it per use)."""
 
 
 def _tls_failure(exc: BaseException) -> str | None:

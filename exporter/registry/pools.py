@@ -1,26 +1,199 @@
-"""One HTTP connection pool per (registry, TLS options), plus a per-registry concurrency cap.
+"""One HTTP connection pool per (registry, TLS options), a per-registry concurrency cap, and
+the deadline every socket of those pools obeys.
 
 Per-request connection set-up dominates paginated listings (TLS handshakes cost more
 than a page of tags), so every request to a registry with the same TLS settings reuses
 one ``httpx.Client``. The semaphore bounds how many requests one exporter has in flight
 against one registry, whatever the number of worker threads.
+
+httpx's timeouts bound each socket operation, not an exchange: a registry dripping a byte
+every few seconds holds a worker for ever, in the headers as in the body. So the pools'
+sockets shorten every connect, read and write to what is left of the calling thread's
+``Deadline`` (sync httpx does its I/O on the calling thread).
+
+Credentials may only travel to the registry's own origin; ``origin`` and
+``registry_origin`` are what the client and the session compare.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import ssl
 import tempfile
 import threading
+import time
+from collections.abc import Iterable
+from typing import Any
 
+import httpcore
 import httpx
 
 from exporter.model import TLSOptions
+from exporter.registry.errors import RegistryConfigError
+
+Origin = tuple[str, str, int]  # scheme, host (IDNA, lower case), port
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def base_url(registry: str, tls: TLSOptions) -> str:
     """``https://host[:port]``; plain HTTP when the source allows it (Flux's ``insecure``)."""
     return f"{'http' if tls.insecure else 'https'}://{registry}"
+
+
+def origin(url: httpx.URL) -> Origin:
+    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+    scheme = url.scheme
+    return scheme, url.raw_host.decode("ascii").lower(), url.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def show_origin(where: Origin) -> str:
+    """``scheme://host:port``: never a path, query or user information (they may hold secrets)."""
+    scheme, host, port = where
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def registry_origin(registry: str, insecure: bool) -> Origin:
+    try:
+        return origin(httpx.URL(base_url(registry, TLSOptions(insecure=insecure))))
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        shown = ascii(registry)[1:-1]
+        raise RegistryConfigError(f"{shown}: not a usable registry address") from exc
+
+
+class Deadline:
+    """The latest moment one exchange may still wait on the network (monotonic seconds).
+
+    ``with deadline:`` starts it and makes it the calling thread's: sockets of ``Pools``
+    then never wait past it, and ``expired`` tells whether it is what ended the exchange.
+    """
+
+    __slots__ = ("at", "expired", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = math.inf
+        self.expired = False
+
+    def __enter__(self) -> Deadline:
+        self.at = time.monotonic() + self.seconds
+        _local.deadline = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.deadline = None
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            self.expired = True
+        return left
+
+
+_local = threading.local()
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> tuple[Deadline | None, float | None]:
+    """The timeout for one socket operation, and the deadline when it is what shortened it."""
+    deadline: Deadline | None = getattr(_local, "deadline", None)
+    if deadline is None:
+        return None, timeout
+    left = deadline.left()
+    if left <= 0:
+        raise error("the exchange's deadline has passed")
+    if timeout is not None and timeout <= left:
+        return None, timeout
+    return deadline, left
+
+
+def _expire(deadline: Deadline | None) -> None:
+    if deadline is not None:
+        deadline.expired = True
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        deadline, timeout = _bounded(timeout, httpcore.ReadTimeout)
+        try:
+            return self._inner.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            _expire(deadline)
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        deadline, timeout = _bounded(timeout, httpcore.WriteTimeout)
+        try:
+            self._inner.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            _expire(deadline)
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        deadline, timeout = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
+            return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+        except httpcore.ConnectTimeout:
+            _expire(deadline)
+            raise
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        deadline, timeout = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
+            stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        except httpcore.ConnectTimeout:
+            _expire(deadline)
+            raise
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.HTTPTransport:
+    """httpx's transport on deadline-bound sockets.
+
+    httpx takes no network backend, so the (still empty) pool it built is swapped for the
+    same pool on ``_DeadlineBackend``; httpx is pinned below 0.29 and the hardening tests
+    prove the deadline holds in the headers and the body.
+    """
+    transport = httpx.HTTPTransport(verify=verify, limits=limits)
+    transport._pool.close()
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_DeadlineBackend(),
+    )
+    return transport
 
 
 def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
@@ -39,6 +212,17 @@ def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
                     fh.write(data)
             context.load_cert_chain(cert_path, key_path)
     return context
+
+
+def _verify(registry: str, tls: TLSOptions) -> ssl.SSLContext:
+    if tls.insecure:
+        return httpx.create_ssl_context(verify=False)
+    try:
+        return ssl_context(tls)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        # the ssl module's messages name the problem, never the key material
+        detail = str(exc)[:120] if isinstance(exc, ssl.SSLError) else type(exc).__name__
+        raise RegistryConfigError(f"{registry}: the TLS settings cannot be used: {detail}") from exc
 
 
 class Pools:
@@ -70,17 +254,18 @@ class Pools:
             if existing is not None:
                 return existing
         # Build outside the lock: loading a CA bundle is slow and must not block other registries.
-        verify: ssl.SSLContext | bool = False if tls.insecure else ssl_context(tls)
+        verify = _verify(registry, tls)
+        limits = httpx.Limits(
+            max_connections=self._max_concurrency + 2,
+            max_keepalive_connections=self._max_concurrency,
+        )
         created = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(self._timeout),
-            limits=httpx.Limits(
-                max_connections=self._max_concurrency + 2,
-                max_keepalive_connections=self._max_concurrency,
-            ),
+            limits=limits,
             headers={"User-Agent": self._user_agent},
             follow_redirects=True,  # blob/manifest redirects to storage; tags never redirect
-            transport=self._transport,
+            transport=self._transport or _transport(verify, limits),
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like Flux does
         )
         with self._lock:

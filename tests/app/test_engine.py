@@ -260,3 +260,15 @@ def test_calendar_versions_follow_the_configured_flux_rule() -> None:
             r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", semver=">=2024.0.0")]})
             r.until(lambda: r.engine.checks == 1)
             assert r.store.snapshot().targets[0].latest_revision.startswith(picked + "@"), parsing
+
+
+def test_objects_on_one_repository_wait_for_its_first_check_not_on_workers() -> None:
+    reg = FakeRegistry(tags={f"{A}/app": ["1.0.0"], f"{A}/other": ["1.0.0"]}, delay=0.05)
+    objects = [oci(f"o{i}", f"oci://{A}/app") for i in range(40)]
+    objects.append(oci("other", f"oci://{A}/other"))
+    with rig(registry=reg, concurrency=2) as r:
+        r.engine.sync({"OCIRepository": objects})
+        r.until(lambda: r.engine.checks == 41)
+        assert reg.peak[A] <= 2  # never more than the two workers, all on distinct work
+        assert sorted(c for c in reg.calls if c.startswith("list")) == [
+            f"list {A}/app", f"list {A}/other"]  # fmt: skip
