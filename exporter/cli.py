@@ -7,8 +7,10 @@ so ``select`` and ``tags`` start fast.
 Exit codes (a contract scripts rely on):
     0  a tag was selected (or, without a rule, the listing succeeded)
     1  nothing matches the rule
-    2  invalid input: range, regex, URL, docker config (click's usage errors are 2 too)
-    3  the registry failed: auth, not found, rate limited, unavailable, protocol
+    2  invalid input: range, regex, URL, tag, docker config, TLS files (click's usage errors
+       are 2 too)
+    3  the registry failed: auth, not found, rate limited, unavailable, protocol (an answer
+       that breaks the distribution spec, e.g. a selected tag that is no OCI tag)
 """
 
 from __future__ import annotations
@@ -59,19 +61,20 @@ def select_command(
 ) -> None:
     """Print the tag Flux would pick from TAGS (its original text)."""
     from exporter.flux.policy import InvalidRule, compile_rule
-    from exporter.model import Flavor, TagRule
+    from exporter.model import Flavor, TagRule, printable
 
     try:
         rule = compile_rule(TagRule(semver_range, semver_filter, Flavor(flavor)))
     except InvalidRule as exc:
-        _fail(EXIT_INVALID, str(exc))
+        _fail(EXIT_INVALID, printable(str(exc)))
         return
     candidates = rule.candidates(tags)
     selected = candidates[0].tag if candidates else None
     if output == "json":
-        click.echo(json.dumps({"selected": selected, "matching": [c.tag for c in candidates]}))
+        matching = [c.tag for c in candidates]
+        click.echo(json.dumps({"selected": selected, "matching": matching}, ensure_ascii=True))
     elif selected is not None:
-        click.echo(selected)
+        click.echo(printable(selected))
     if selected is None:
         if output == "text":
             click.echo("flux-oci-trigger: no tag matches the rule", err=True)
@@ -109,8 +112,12 @@ def tags_command(
     ca_file: Path | None,
     output: str,
 ) -> None:
-    """List every tag of oci://HOST[:PORT]/PATH and, given a rule, the selected tag and digest."""
+    """List every tag of oci://HOST[:PORT]/PATH and, given a rule, the selected tag and digest.
+
+    The registry chooses the tags: text output escapes control characters, JSON is ASCII.
+    """
     from exporter.app.probe import ProbeError, probe_repository
+    from exporter.model import printable
 
     try:
         report = probe_repository(
@@ -124,20 +131,21 @@ def tags_command(
             ca_pem=ca_file.read_bytes() if ca_file else None,
         )
     except ProbeError as exc:
-        _fail(exc.exit_code, str(exc))
+        _fail(exc.exit_code, printable(str(exc)))
         return
     if output == "json":
         selected = {"tag": report.selected, "digest": report.digest} if report.selected else None
-        click.echo(
-            json.dumps(
-                {"repository": report.repository, "tags": list(report.tags), "selected": selected}
-            )
-        )
+        document = {
+            "repository": report.repository,
+            "tags": list(report.tags),
+            "selected": selected,
+        }
+        click.echo(json.dumps(document, ensure_ascii=True))
     else:
-        for t in report.tags:
-            click.echo(t)
+        if report.tags:
+            click.echo("\n".join(printable(t) for t in report.tags))
         if report.selected:
-            click.echo(f"selected: {report.selected} {report.digest}")
+            click.echo(printable(f"selected: {report.selected} {report.digest}"))
     if report.has_rule and report.selected is None:
         if output == "text":
             click.echo("flux-oci-trigger: no tag matches the rule", err=True)

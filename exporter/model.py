@@ -8,6 +8,7 @@ only shows which kind they are, so a stray log line or exception cannot leak the
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -103,21 +104,68 @@ class RepositoryRef:
 
     @classmethod
     def parse(cls, url: str) -> RepositoryRef:
-        """Parse ``oci://host[:port]/path`` (the ``oci://`` scheme is optional)."""
-        rest = url.strip()
+        """Parse ``oci://host[:port]/path`` (the ``oci://`` scheme is optional) as Flux would
+        accept it: the path follows the OCI distribution name grammar, the host is a
+        ``host[:port]``; one trailing ``/`` is tolerated (Flux allows it on a HelmRepository).
+
+        Raises ValueError. The message never repeats credentials, a query or a fragment:
+        URLs holding any (``@``, ``?``, ``#``) or control characters are refused before
+        anything of them is quoted.
+        """
+        if any(_is_control(c) for c in url):
+            raise ValueError(f"{_INVALID}: control characters are not allowed")
+        if "@" in url:
+            raise ValueError(
+                f"{_INVALID}: '@' is not allowed (credentials belong in a Secret, "
+                "a digest in spec.ref.digest)"
+            )
+        if "?" in url or "#" in url:
+            raise ValueError(f"{_INVALID}: a query or fragment ('?', '#') is not allowed")
+        rest = url
         if rest.startswith("oci://"):
             rest = rest[len("oci://") :]
         elif "://" in rest:
-            raise ValueError(f"unsupported URL scheme in {url!r}: expected oci://")
-        rest = rest.rstrip("/")
+            scheme = _quoted(rest.split("://", 1)[0])
+            raise ValueError(f"unsupported URL scheme {scheme}: expected {_FORM}")
         host, sep, path = rest.partition("/")
+        path = path.removesuffix("/")
         if not host or not sep or not path:
-            raise ValueError(f"invalid OCI repository URL {url!r}: expected oci://HOST[:PORT]/PATH")
-        if "@" in host:
-            raise ValueError("invalid OCI repository URL: credentials in the URL are not supported")
-        if ":" in path.rsplit("/", 1)[-1] or "@" in path:
-            raise ValueError(f"invalid OCI repository URL {url!r}: no tag or digest allowed")
+            raise ValueError(f"{_INVALID} {_quoted(url)}: expected {_FORM}")
+        if not _is_host(host):
+            raise ValueError(f"{_INVALID}: host {_quoted(host)} is not HOST[:PORT]")
+        if ":" in path:
+            raise ValueError(f"{_INVALID}: no tag allowed in {_quoted(path)} (Flux reads spec.ref)")
+        if not _REPOSITORY_NAME.fullmatch(path):
+            raise ValueError(
+                f"{_INVALID}: path {_quoted(path)} is not an OCI repository name "
+                "(lowercase letters and digits, separated by '.', '_', '__', '-' or '/')"
+            )
         return cls(registry=host.lower(), path=path)
+
+
+_INVALID = "invalid OCI repository URL"
+_FORM = "oci://HOST[:PORT]/PATH"
+# the OCI distribution spec's repository name; `[a-z0-9]` in Python's re is ASCII only
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPOSITORY_NAME = re.compile(rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = re.compile(
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::([0-9]{{1,5}}))?"
+)
+
+
+def _is_host(host: str) -> bool:
+    match = _HOST.fullmatch(host)
+    return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
+
+
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
+
+
+def _quoted(text: str) -> str:
+    """Text from outside quoted for a message: escaped, and cut to a bounded length."""
+    return repr(text if len(text) <= 80 else text[:80] + "…")
 
 
 @dataclass(frozen=True)
@@ -145,3 +193,14 @@ class TagListing:
 
 
 DEFAULT_TLS = TLSOptions()
+
+
+def printable(text: str) -> str:
+    """``text`` made safe for a terminal: every character that is not printable (control
+    characters, so ANSI and OSC escape sequences; format characters such as bidi overrides;
+    lone surrogates, which no UTF-8 stream can carry) becomes its Python escape
+    (``\\x1b``, ``\\u202e``, ``\\ud800``); printable text, non-ASCII included, is unchanged.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -2,22 +2,80 @@
 done, first full check done).
 
 A scrape serves the per-target families as already-rendered bytes (``targets``, gzip
-when the scraper accepts it) followed by the small self-instrumentation registry: no
-I/O, no registry or API call, nothing proportional to the number of targets computed.
+when the scraper accepts it) followed by the small self-instrumentation registry,
+rendered at most once per ``LIVE_TTL`` and shared by concurrent scrapes: no I/O, no
+registry or API call, nothing proportional to the number of targets computed.
+
+The port is reachable by anything in the cluster, so clients are not trusted to be quick
+or polite. One thread owns every socket: it accepts, reads request heads and writes
+answers without blocking, so an idle, slow or vanished client holds a file descriptor,
+never a thread; a few workers compute the answers. Limits: a request head must arrive
+within ``head_timeout`` and fit in ``MAX_HEAD`` bytes; an answer must be taken within
+``SEND_TIMEOUT``; at most ``max_connections`` are open, and when full the connection
+that has waited longest for its head makes room (or, if every one is being answered,
+the newcomer gets a 503 at once). Clients that go away are worth a debug line only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
+import math
+import queue
+import selectors
+import socket
 import threading
+import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+log = logging.getLogger(__name__)
 
-class Endpoints(ThreadingHTTPServer):
-    daemon_threads = True
+HEAD_TIMEOUT = 10.0  # seconds from connect to a complete request head
+SEND_TIMEOUT = 60.0  # seconds for a client to take the whole answer
+MAX_HEAD = 16 * 1024
+MAX_CONNECTIONS = 512
+WORKERS = 4
+LIVE_TTL = 1.0  # seconds a rendering of the live registry is reused
+
+_REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    peer: str
+    deadline: float
+    head: bytearray = field(default_factory=bytearray)
+    out: list[memoryview] = field(default_factory=list)
+
+
+class _LiveCache:
+    """``generate_latest`` of one registry, plain and gzipped, reused for ``ttl`` seconds."""
+
+    def __init__(self, registry: CollectorRegistry, ttl: float) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._rendered: tuple[float, bytes, bytes] | None = None
+
+    def get(self, gzipped: bool) -> bytes:
+        with self._lock:  # concurrent misses wait for one rendering
+            now = time.monotonic()
+            if self._rendered is None or now - self._rendered[0] >= self._ttl:
+                text = generate_latest(self._registry)
+                self._rendered = (now, text, gzip.compress(text, 1))
+            _, text, zipped = self._rendered
+            return zipped if gzipped else text
+
+
+class Endpoints:
+    """The HTTP server; ``start`` serves on a thread of its own, ``stop`` closes everything."""
 
     def __init__(
         self,
@@ -26,56 +84,291 @@ class Endpoints(ThreadingHTTPServer):
         targets: Callable[[bool], bytes],
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
-        self.metrics_registry = registry
+        self.live = _LiveCache(registry, LIVE_TTL)
         self.targets = targets
         self.healthy = healthy
         self.ready = ready
-        super().__init__(address, _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        both = address[0] == "::" and socket.has_dualstack_ipv6()  # as Go's [::]: IPv4 too
+        self._listener = socket.create_server(
+            address, family=family, backlog=1024, dualstack_ipv6=both
+        )
+        self._listener.setblocking(False)
+        self.server_address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._waiting: dict[_Conn, None] = {}  # waiting for their head, oldest first
+        self._sending: dict[_Conn, None] = {}  # being written, oldest first
+        self._open = 0
+        self._accept_paused_until = 0.0  # out of file descriptors: accept again from then
+        self._accept_warned = -math.inf
+        self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[_Conn, list[bytes]]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, name="http", daemon=True)] + [
+            threading.Thread(target=self._work, name=f"http-{i}", daemon=True)
+            for i in range(WORKERS)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        self._stopping.set()
+        for _ in range(WORKERS):
+            self._jobs.put(None)
+        self._wake()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=5)
+        while not self._done.empty():  # answered after the loop ended
+            self._done.get_nowait()[0].sock.close()
+        self._selector.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
 
+    # -- the socket loop ---------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    server: Endpoints
+    def _loop(self) -> None:
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in self._selector.select(self._next_timeout()):
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif key.fileobj is self._wake_r:
+                        self._take_answers()
+                    elif key.data is not None:
+                        conn: _Conn = key.data
+                        (self._read if conn in self._waiting else self._send)(conn)
+                now = time.monotonic()
+                self._expire(now)
+                if self._accept_paused_until and now >= self._accept_paused_until:
+                    self._accept_paused_until = 0.0
+                    self._selector.register(self._listener, selectors.EVENT_READ)
+        finally:
+            for conn in (*self._waiting, *self._sending):
+                self._close(conn)
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            zipped = "gzip" in self.headers.get("Accept-Encoding", "")
-            live = generate_latest(self.server.metrics_registry)
-            # two parts, written one after the other: the large one is served as rendered,
-            # never copied (two gzip members make one valid gzip stream)
-            parts = (self.server.targets(zipped), gzip.compress(live, 1) if zipped else live)
-            self._send(200, parts, CONTENT_TYPE_LATEST, "gzip" if zipped else None)
-        elif path in ("/healthz", "/readyz"):
-            ok, why = (self.server.healthy if path == "/healthz" else self.server.ready)()
-            self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [next(iter(d)).deadline for d in (self._waiting, self._sending) if d]
+        if self._accept_paused_until:
+            deadlines.append(self._accept_paused_until)
+        return max(0.0, min([*deadlines, now + 1.0]) - now)
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst, then let the other sockets have a turn
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors
+                if self._waiting:  # the longest idle connection makes room
+                    self._close(next(iter(self._waiting)))
+                    continue
+                now = time.monotonic()  # serve the others, try again in a moment
+                if now - self._accept_warned >= 60:
+                    log.warning("cannot accept connections on the metrics port: %s", exc)
+                    self._accept_warned = now
+                self._selector.unregister(self._listener)
+                self._accept_paused_until = now + 0.1
+                return
+            sock.setblocking(False)
+            if self._open >= self.max_connections:
+                if not self._waiting:
+                    _refuse(sock)
+                    continue
+                oldest = next(iter(self._waiting))
+                log.debug("closing %s to make room: connections are full", oldest.peer)
+                self._close(oldest)
+            conn = _Conn(sock, f"{peer[0]}:{peer[1]}", time.monotonic() + self.head_timeout)
+            self._open += 1
+            self._waiting[conn] = None
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._drop(conn, exc)
+            return
+        if not data:
+            self._close(conn)
+            return
+        conn.head += data
+        end = _head_end(conn.head)
+        if end is None and len(conn.head) <= MAX_HEAD:
+            return
+        del self._waiting[conn]
+        self._selector.unregister(conn.sock)
+        if end is None or end > MAX_HEAD:
+            self._answer(conn, _response(431, b"request head too large\n", _TEXT))
         else:
-            self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+            self._jobs.put(conn)
 
-    def _send(
-        self,
-        code: int,
-        body: bytes | tuple[bytes, ...],
-        content_type: str,
-        encoding: str | None = None,
-    ) -> None:
-        parts = body if isinstance(body, tuple) else (body,)
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        if encoding is not None:
-            self.send_header("Content-Encoding", encoding)
-        self.send_header("Content-Length", str(sum(len(p) for p in parts)))
-        self.end_headers()
-        for part in parts:
-            self.wfile.write(part)
+    def _take_answers(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            try:
+                conn, parts = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._answer(conn, parts)
 
-    def log_message(self, format: str, *args: object) -> None:
-        return  # scrapes every few seconds would drown the useful lines
+    def _answer(self, conn: _Conn, parts: list[bytes]) -> None:
+        conn.out = [memoryview(p) for p in parts if p]
+        conn.deadline = time.monotonic() + SEND_TIMEOUT
+        self._sending[conn] = None
+        self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+        self._send(conn)
+
+    def _send(self, conn: _Conn) -> None:
+        try:
+            while conn.out:
+                sent = conn.sock.send(conn.out[0])
+                if sent == len(conn.out[0]):
+                    conn.out.pop(0)
+                else:
+                    conn.out[0] = conn.out[0][sent:]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._drop(conn, exc)
+            return
+        self._close(conn)
+
+    def _expire(self, now: float) -> None:
+        for pending, why in ((self._waiting, "no request"), (self._sending, "answer not taken")):
+            while pending:
+                oldest = next(iter(pending))
+                if oldest.deadline > now:
+                    break
+                log.debug("closing %s: %s in the time allowed", oldest.peer, why)
+                self._close(oldest)
+
+    def _drop(self, conn: _Conn, exc: OSError) -> None:
+        log.debug("client %s went away: %s", conn.peer, exc.__class__.__name__)
+        self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        if self._waiting.pop(conn, 0) is None or self._sending.pop(conn, 0) is None:
+            self._selector.unregister(conn.sock)
+        self._open -= 1
+        conn.out = []
+        with contextlib.suppress(OSError):
+            conn.sock.recv(65536)  # unread input would turn the close into a reset
+        conn.sock.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # a wake-up is already pending, or the loop is gone
+            self._wake_w.send(b"\0")
+
+    # -- the workers -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (conn := self._jobs.get()) is not None:
+            try:
+                parts = self._respond(bytes(conn.head))
+            except Exception:
+                log.exception("answering %s failed", conn.peer)
+                parts = _response(500, b"internal error\n", _TEXT)
+            self._done.put((conn, parts))
+            self._wake()
+
+    def _respond(self, head: bytes) -> list[bytes]:
+        request = _parse_head(head)
+        if request is None:
+            return _response(400, b"bad request\n", _TEXT)
+        method, target, headers = request
+        if method not in ("GET", "HEAD"):
+            return _response(405, b"only GET\n", _TEXT, {"Allow": "GET, HEAD"})
+        path = target.split("?", 1)[0]
+        if path == "/metrics":
+            zipped = _accepts_gzip(headers.get("accept-encoding", ""))
+            # the large part is sent as rendered, never copied; two gzip members
+            # written one after the other make one valid gzip stream
+            parts = [self.targets(zipped), self.live.get(zipped)]
+            encoding = {"Content-Encoding": "gzip"} if zipped else {}
+            answer = _response(200, parts, CONTENT_TYPE_LATEST, encoding)
+        elif path in ("/healthz", "/readyz"):
+            ok, why = (self.healthy if path == "/healthz" else self.ready)()
+            answer = _response(200 if ok else 503, (why + "\n").encode(), _TEXT)
+        else:
+            answer = _response(404, b"not found: try /metrics, /healthz or /readyz\n", _TEXT)
+        return answer[:1] if method == "HEAD" else answer
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}  # fmt: skip
+
+
+def _response(
+    code: int,
+    body: bytes | list[bytes],
+    content_type: str,
+    extra: dict[str, str] | None = None,
+) -> list[bytes]:
+    """Status line and headers as the first part, then the body's parts untouched."""
+    parts = body if isinstance(body, list) else [body]
+    fields = {
+        "Content-Type": content_type,
+        "Content-Length": str(sum(len(p) for p in parts)),
+        "Connection": "close",
+        **(extra or {}),
+    }
+    head = f"HTTP/1.1 {code} {_REASONS[code]}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in fields.items()
+    )
+    return [(head + "\r\n").encode("latin-1"), *parts]
+
+
+def _head_end(data: bytearray) -> int | None:
+    """Where the head ends (the blank line; bare LF tolerated), or None if not yet."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    return min(ends) if ends else None
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | None:
+    """Method, target and lower-cased header fields; None when it is not HTTP/1.x."""
+    line, _, rest = head.partition(b"\n")
+    words = line.rstrip(b"\r").decode("latin-1").split(" ")
+    if len(words) != 3 or not words[2].startswith("HTTP/1.") or not words[1].startswith("/"):
+        return None
+    message = BytesHeaderParser().parsebytes(rest)
+    return words[0], words[1], {k.lower(): str(v) for k, v in message.items()}
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            q = params.strip().lower().removeprefix("q=").strip()
+            return not q or q.strip("0.") != ""
+    return False
+
+
+def _refuse(sock: socket.socket) -> None:
+    """A 503 without a thread: one non-blocking send of a small answer, then close."""
+    with contextlib.suppress(OSError):
+        sock.send(_REFUSED)
+        sock.recv(65536)  # a request already here, read, lets the close be a FIN, not a reset
+    log.debug("refused a connection: every slot is busy answering")
+    sock.close()

@@ -1,11 +1,13 @@
 """One look at one repository: every tag and, given a rule, what Flux would pick.
 
 Backs the ``tags`` command. Errors come out as ``ProbeError`` carrying the command's exit
-code and a one-line reason that names the repository, never a credential.
+code and a one-line reason that names the repository, never a credential. Tags are the
+registry's text, not trusted: any may be listed, but only a valid OCI tag is asked for.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from exporter.flux.policy import InvalidRule, compile_rule
@@ -17,6 +19,7 @@ from exporter.registry.errors import RegistryError
 
 EXIT_INVALID = 2
 EXIT_REGISTRY = 3
+OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")  # the distribution spec's tag grammar
 
 
 class ProbeError(Exception):
@@ -50,6 +53,8 @@ def probe_repository(
         raise ProbeError(
             "--semver and --tag are exclusive (Flux uses semver when both are set)", EXIT_INVALID
         )
+    if tag is not None and not OCI_TAG.fullmatch(tag):
+        raise ProbeError(f"--tag {_shown(tag)} is not an OCI tag", EXIT_INVALID)
     try:
         repo = RepositoryRef.parse(url)
     except ValueError as exc:
@@ -79,9 +84,15 @@ def probe_repository(
             selected = rule.select(tags)
         elif tag is not None and tag in tags:
             selected = tag
+        if selected is not None and not OCI_TAG.fullmatch(selected):
+            raise ProbeError(
+                f"{repo}: protocol: the registry lists {_shown(selected)}, not an OCI tag",
+                EXIT_REGISTRY,
+            )
         digest = registry.resolve_digest(repo, selected, credentials, tls) if selected else None
     except RegistryError as exc:
-        raise ProbeError(f"{repo}: {exc.reason}: {exc}", EXIT_REGISTRY) from None
+        code = EXIT_INVALID if exc.reason == "config" else EXIT_REGISTRY
+        raise ProbeError(f"{repo}: {exc.reason}: {exc}", code) from None
     finally:
         if own_client:
             registry.close()
@@ -92,3 +103,7 @@ def probe_repository(
         selected=selected,
         digest=digest,
     )
+
+
+def _shown(tag: str) -> str:
+    return repr(tag if len(tag) <= 140 else tag[:140] + "…")

@@ -1,7 +1,10 @@
 """What ``check`` prints: one row per target, as a table for people or JSON for scripts.
 
 Pure: rows in, text out. The JSON keys are a contract (scripts read them): kind,
-namespace, name, applied, freshest, state, reason, would_request.
+namespace, name, applied, freshest, state, reason, would_request. Names, tags and messages
+come from the cluster and the registries: the table escapes what a terminal would act on
+(escape sequences, control and format characters, lone surrogates), and the JSON is ASCII
+with ``\\u`` escapes, so both print safely and encode to UTF-8.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter.app.state import TargetRow
+from exporter.model import printable
 
 HEADER: tuple[str, ...] = (
     "KIND", "NAMESPACE", "NAME", "APPLIED", "FRESHEST", "STATE", "REQUEST", "REASON",
@@ -30,15 +34,16 @@ def records(rows: Sequence[TargetRow]) -> list[dict[str, Any]]:
 
 
 def render_json(rows: Sequence[TargetRow]) -> str:
-    return json.dumps(records(rows))
+    return json.dumps(records(rows), ensure_ascii=True)
 
 
 def render_table(rows: Sequence[TargetRow]) -> str:
     """Aligned columns; digests shortened to 12 hex digits, reasons to 60 characters."""
     table: list[tuple[str, ...]] = [HEADER] + [
-        (str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
-         _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
-         str(r["reason"])[:60])
+        tuple(printable(cell) for cell in (
+            str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
+            _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
+            str(r["reason"])[:60]))
         for r in records(rows)
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]

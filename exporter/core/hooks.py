@@ -74,7 +74,7 @@ def parse(source: HookSource, body: bytes, event_header: str, gitlab_host: str) 
 def _json(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested beyond reason
         raise InvalidEvent("body is not JSON") from None
     if not isinstance(doc, dict):
         raise InvalidEvent("body is not a JSON object")

@@ -21,15 +21,16 @@ reported at once, the way a user wants to read them in one Event:
     Bookkeeping written by the exporter itself (the revision it last requested); accepted,
     never validated.
 
-Durations are Go-style (``90s``, ``5m``, ``1h30m``, ``1.5h``, ``250ms``) or a plain number
-of seconds (``90``, ``2.5``); never negative.
+Durations are Go's (``90s``, ``5m``, ``1h30m``, ``1.5h``, ``250ms``; what Go's
+``time.ParseDuration`` accepts, so no exponent, no whitespace, ASCII digits only, at most
+about 292 years) or a plain number of seconds (``90``, ``2.5``); never signed.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,16 +49,19 @@ KNOWN_KEYS: tuple[str, ...] = (ENABLED, INTERVAL, MIN_AGE, TAG_PATTERN)
 _BOOKKEEPING_KEYS = frozenset({REQUESTED_REVISION})
 
 _MAX_SHOWN = 64
-_UNITS: dict[str, float] = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+_NS_PER_UNIT: dict[str, int] = {  # Go's time.ParseDuration units
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
 }
+_MAX_NS = 2**63 - 1  # Go's longest Duration, about 292 years
+_DIGITS = frozenset("0123456789")  # ASCII only: str.isdigit() takes Arabic-Indic digits too
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 def shown(value: str) -> str:
@@ -68,43 +72,80 @@ def shown(value: str) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from a Go-style duration (``1h30m``) or a plain number of seconds.
+    """Seconds from a Go duration (``1h30m``, ``1.5h``, ``250ms``), read exactly as Go's
+    ``time.ParseDuration`` reads it, or from a plain number of seconds (``90``, ``2.5``).
 
-    Raises ValueError on anything else, on negative values and on non-finite numbers.
+    Raises ValueError on what Go refuses (other digits than ASCII, exponents, whitespace,
+    more than Go's longest duration of about 292 years) and, unlike Go, on any sign.
     """
-    s = text.strip()
-    if not s:
+    if not text:
         raise ValueError("empty duration")
-    try:
-        plain = float(s) if "_" not in s else math.nan
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(plain) or plain < 0 or s.lower().startswith(("+", "inf", "nan")):
-            raise ValueError(f"invalid duration {shown(text)}")
-        return plain
-    total = 0.0
+    if text.strip() != text:
+        raise ValueError(f"invalid duration {shown(text)}: surrounding whitespace")
+    if text[0] in "+-":
+        raise ValueError(f"invalid duration {shown(text)}: no sign allowed (never negative)")
+    go = text + "s" if _PLAIN_SECONDS.fullmatch(text) else text
+    return _nanoseconds(go, text) / 1e9
+
+
+def _nanoseconds(go: str, text: str) -> int:
+    """Go's ``ParseDuration`` loop without the sign: ``([0-9]*([.][0-9]*)?unit)+``."""
+    total = 0
     i = 0
-    while i < len(s):
+    while i < len(go):
         start = i
-        while i < len(s) and (s[i].isdigit() or s[i] == "."):
+        while i < len(go) and go[i] in _DIGITS:
             i += 1
-        number = s[start:i]
-        unit_start = i
-        while i < len(s) and not (s[i].isdigit() or s[i] == "."):
-            i += 1
-        unit = s[unit_start:i]
-        if not number.isascii() or number.count(".") > 1 or number.strip(".") == "":
+        has_whole = i > start
+        whole = go[start:i].lstrip("0")
+        fraction = ""
+        if i < len(go) and go[i] == ".":
+            start = i = i + 1
+            while i < len(go) and go[i] in _DIGITS:
+                i += 1
+            fraction = go[start:i]
+        if not has_whole and not fraction:
             raise ValueError(f"invalid duration {shown(text)}: expected e.g. 90s, 5m, 1h30m")
-        if unit not in _UNITS:
+        start = i
+        while i < len(go) and go[i] != "." and go[i] not in _DIGITS:
+            i += 1
+        unit = go[start:i]
+        if not unit:
+            raise ValueError(f"invalid duration {shown(text)}: missing unit (h, m, s, ms, us, ns)")
+        if unit not in _NS_PER_UNIT:
             raise ValueError(
                 f"invalid duration {shown(text)}: unknown unit {shown(unit)} "
                 "(use h, m, s, ms, us or ns)"
             )
-        total += float(number) * _UNITS[unit]
-    if not math.isfinite(total):
-        raise ValueError(f"invalid duration {shown(text)}")
+        scale = _NS_PER_UNIT[unit]
+        value = int(whole or "0") if len(whole) <= 19 else 2**64  # Go: leadingInt overflows
+        if value > 2**63 // scale:
+            raise ValueError(_too_long(text))
+        value *= scale
+        if fraction:
+            digits, divisor = _leading_fraction(fraction)
+            value += int(float(digits) * (float(scale) / divisor))  # as Go, in float64
+        total += value
+        if total > 2**63:
+            raise ValueError(_too_long(text))
+    if total > _MAX_NS:
+        raise ValueError(_too_long(text))
     return total
+
+
+def _leading_fraction(digits: str) -> tuple[int, float]:
+    """Go's ``leadingFraction``: the digits that fit in an int64, and 10 to their count."""
+    value, divisor = 0, 1.0
+    for digit in digits:
+        if value > _MAX_NS // 10 or value * 10 + int(digit) > 2**63:
+            break
+        value = value * 10 + int(digit)
+        divisor *= 10
+    return value, divisor
+
+
+def _too_long(text: str) -> str:
+    return f"invalid duration {shown(text)}: longer than Go's longest (about 292 years)"
 
 
 def _quiet_options() -> Any:

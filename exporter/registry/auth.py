@@ -115,7 +115,7 @@ def parse_token_response(body: bytes, now: float) -> tuple[str, float]:
     """
     try:
         doc = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond reason
         raise RegistryProtocolError("token endpoint returned invalid JSON") from exc
     if not isinstance(doc, dict):
         raise RegistryProtocolError("token endpoint returned a non-object")

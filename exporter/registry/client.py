@@ -271,7 +271,7 @@ class RegistryClient:
 def _page_tags(repo: RepositoryRef, body: bytes) -> list[str]:
     try:
         doc = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond reason
         raise RegistryProtocolError(f"{repo}: tag list is not valid JSON") from exc
     if not isinstance(doc, dict):
         raise RegistryProtocolError(f"{repo}: tag list is not a JSON object")
@@ -338,7 +338,7 @@ def _checked_header(repo: RepositoryRef, reply: Reply, reference: str) -> str | 
 def _created(repo: RepositoryRef, body: bytes) -> float | None:
     try:
         doc = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RegistryProtocolError(f"{repo}: manifest is not valid JSON") from exc
     annotations = doc.get("annotations") if isinstance(doc, dict) else None
     value = annotations.get(CREATED_ANNOTATION) if isinstance(annotations, dict) else None

@@ -134,7 +134,7 @@ def parse(data: bytes | str) -> DockerConfig:
     """Parse ``.dockerconfigjson`` (``{"auths": {...}}``) or legacy ``.dockercfg`` (``{...}``)."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise DockerConfigError("docker config is not valid JSON") from None
     if not isinstance(doc, dict):
         raise DockerConfigError("docker config is not a JSON object")

@@ -586,3 +586,19 @@ def test_fault_registry_serves_tls(tls_files: TlsFiles) -> None:
             assert client.list_tags(repo_on(registry), ANONYMOUS, tls) == ["1.0.0"]
         with make_client() as client, pytest.raises(RegistryUnavailable, match="certificate"):
             client.list_tags(repo_on(registry), ANONYMOUS, TLSOptions())
+
+
+def test_json_nested_beyond_reason_is_a_protocol_error() -> None:
+    from exporter.core.hooks import HookSource, InvalidEvent, parse
+    from exporter.registry.client import _page_tags
+    from exporter.registry.dockerconfig import DockerConfigError
+    from exporter.registry.dockerconfig import parse as parse_docker_config
+    from exporter.registry.errors import RegistryProtocolError
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RegistryProtocolError, match="not valid JSON"):
+        _page_tags(RepositoryRef("r.example", "app"), deep)
+    with pytest.raises(DockerConfigError):
+        parse_docker_config(deep)
+    with pytest.raises(InvalidEvent):
+        parse(HookSource.DISTRIBUTION, deep, "", "registry.gitlab.com")

@@ -43,3 +43,30 @@ def test_table_aligns_columns_and_shortens_digests() -> None:
     assert DIGEST not in lines[1]
     assert lines[1].index("behind") == lines[0].index("STATE") == lines[2].index("error")
     assert lines[2].rstrip().endswith("auth")
+
+
+def test_table_escapes_what_a_terminal_would_act_on() -> None:
+    hostile = TargetRow(
+        id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "web\x1b]0;pwned\x07"),
+        url="", rule="", applied_revision="\ud800@" + DIGEST,
+        latest_revision="\x1b[31mv2\x1b[0m@" + DIGEST, state=State.ERROR,
+        message="tag \u202eevil\nsecond line",
+    )  # fmt: skip
+    table = render_table((*ROWS, hostile))
+    table.encode("utf-8")  # a lone surrogate would not encode
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert not [c for c in table if not c.isprintable() and c != "\n"]
+    assert "web\\x1b]0;pwned\\x07" in lines[3] and "\\ud800@sha256:abababababab" in lines[3]
+    assert "\\x1b[31mv2\\x1b[0m@" in lines[3] and "tag \\u202eevil\\nsecond line" in lines[3]
+    assert lines[1].index("behind") == lines[3].index("error")  # still aligned
+
+
+def test_json_is_ascii_and_round_trips() -> None:
+    row = TargetRow(
+        id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "\x1b[2J"), url="", rule="",
+        applied_revision="\ud800", latest_revision="", state=State.ERROR, reason="protocol",
+    )  # fmt: skip
+    text = render_json([row])
+    assert text.isascii()
+    assert json.loads(text)[0]["name"] == "\x1b[2J" and json.loads(text)[0]["applied"] == "\ud800"
