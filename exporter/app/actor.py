@@ -97,10 +97,13 @@ class Actor:
         threading.Thread(target=wait, name="actor-flush", daemon=True).start()
         return done.wait(timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Finish what is queued (bounded by ``timeout``), then end the thread."""
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("stopping with %d side effects not done (API server slow or away)",
+                        self._queue.qsize())  # fmt: skip
 
     def _run(self) -> None:
         while True:

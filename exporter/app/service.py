@@ -227,8 +227,11 @@ class Service:
         self.wake.set()
         if self.leadership is not None:
             self.leadership.stop()  # first: the other replica takes over at once
+        for informer in self.informers:  # all at once, then one shared wait
+            informer.signal_stop()
+        deadline = time.monotonic() + 5.0
         for informer in self.informers:
-            informer.stop()
+            informer.join(deadline - time.monotonic())
         self.engine.stop()
         self.workers.stop()
         self.exposition.stop()

@@ -90,9 +90,14 @@ class Informer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop watching. The blocked read is woken by shutting the socket down: closing the
-        response from this thread would wait for the reader's lock."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching and wait for the thread (at most ``timeout`` seconds)."""
+        self.signal_stop()
+        self._thread.join(timeout=timeout)
+
+    def signal_stop(self) -> None:
+        """Ask the thread to end, without waiting. The blocked read is woken by shutting the
+        socket down: closing the response from this thread would wait for the reader's lock."""
         self._stop.set()
         sock = getattr(getattr(self._response, "connection", None), "sock", None)
         if sock is not None:
@@ -100,7 +105,9 @@ class Informer:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 log.debug("watch socket already closed")
-        self._thread.join(timeout=5)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout=max(0.0, timeout))
 
     def objects(self) -> list[Obj]:
         with self._lock:
@@ -148,7 +155,7 @@ class Informer:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE}
+            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "_request_timeout": (10, 60)}
             if token:
                 kwargs["_continue"] = token
             result = self._call(**kwargs)

@@ -59,8 +59,9 @@ def test_a_pushed_artifact_is_requested_within_a_second_of_the_notification(
             assert requested_after < 3.0, requested_after  # polling would take an hour
             wait_for_revision(kube, namespace, "app", target, 120)
             accepted = {"source": "distribution", "result": "accepted"}
-            assert (sample(base, "flux_oci_events_received_total", accepted) or 0) >= 1
-            assert (sample(base, "flux_oci_event_to_request_seconds_count", {}) or 0) >= 1
+            wait(lambda: (sample(base, "flux_oci_events_received_total", accepted) or 0) >= 1
+                 and (sample(base, "flux_oci_event_to_request_seconds_count", {}) or 0) >= 1,
+                 timeout=5, what="the event and its request counted")  # fmt: skip
 
             # a wrong token: a bare 401, counted, and nothing listed for it
             def registry_requests() -> float:
@@ -82,6 +83,7 @@ def test_a_pushed_artifact_is_requested_within_a_second_of_the_notification(
                 urllib.request.urlopen(request, timeout=5)
             assert refused.value.code == 401
             unauthorized = {"source": "distribution", "result": "unauthorized"}
-            assert sample(base, "flux_oci_events_received_total", unauthorized) == 1
+            wait(lambda: sample(base, "flux_oci_events_received_total", unauthorized) == 1,
+                 timeout=5, what="the refused event counted")  # fmt: skip
             time.sleep(1.5)
             assert registry_requests() == before  # a refused event costs the registry nothing

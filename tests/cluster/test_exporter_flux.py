@@ -86,7 +86,8 @@ def test_semver_bump_is_applied_by_flux_after_our_request(
         wait(lambda: sample(exporter, f"{histogram}_count", kind) == count + 1,  # noqa: B023
              what=histogram)  # fmt: skip
         assert 0 < (sample(exporter, f"{histogram}_sum", kind) or 0) - total < 60
-    assert sample(exporter, "flux_oci_target_lag_seconds", ids) == 0
+    wait(lambda: sample(exporter, "flux_oci_target_lag_seconds", ids) == 0, timeout=10,
+         what="no lag once applied")  # fmt: skip
 
 
 def test_helm_chart_range_is_applied_by_flux_after_our_request(
@@ -186,5 +187,10 @@ def test_a_restarted_exporter_does_not_repeat_a_request_and_catches_up(
              == f"v3.0.0@{pushed.digest}", what="Flux to apply v3.0.0")  # fmt: skip
         wait(lambda: sample(third, "flux_oci_target_state", {**ids, "state": "up_to_date"}) == 1,
              what="up to date")  # fmt: skip
-        assert sample(third, "flux_oci_reconcile_requests_total", ids) == 1
-    assert annotations_of(custom, namespace, "app")[REQUESTED] == f"v3.0.0@{pushed.digest}"
+        time.sleep(2)  # the exposition catches up with the last check
+        # source-controller retries the failed v2.0.0 on its own back-off and may find
+        # v3.0.0 before the exporter asks: then there is nothing to ask. Never twice.
+        requests = sample(third, "flux_oci_reconcile_requests_total", ids)
+        assert requests in (None, 1)
+    if requests == 1:
+        assert annotations_of(custom, namespace, "app")[REQUESTED] == f"v3.0.0@{pushed.digest}"
