@@ -240,7 +240,8 @@ def run_command(**flags: object) -> None:
         service.stop()
         _fail(EXIT_INVALID, f"events listener: {exc}")
         return
-    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    # the handler only asks: the loop ends within a second and stops everything in order
+    signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
     try:
         service.loop()
     except KeyboardInterrupt:

@@ -127,9 +127,10 @@ class Endpoints:
         for _ in range(WORKERS):
             self._jobs.put(None)
         self._wake()
+        deadline = time.monotonic() + 3.0  # one wait for all the threads
         for thread in self._threads:
             if thread.is_alive():
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         while not self._done.empty():  # answered after the loop ended
             self._done.get_nowait()[0].sock.close()
         self._selector.close()

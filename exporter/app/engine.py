@@ -117,7 +117,9 @@ class Engine:
         self._workers = workers
         self._observer = observer
         self._clock = clock
-        self._done: queue.SimpleQueue[_Observed | Patched | _Delivery | _Lead] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: the coordinator runs on the main thread, and a signal
+        # interrupting SimpleQueue.get(timeout) can leave it waiting for ever (CPython 3.11)
+        self._done: queue.Queue[_Observed | Patched | _Delivery | _Lead] = queue.Queue()
         self._nudged_at: dict[TargetId, float] = {}  # when the event that made it due came
         self._requested_after_event: dict[TargetId, float] = {}
         self._last_refresh: dict[tuple[str, str], float] = {}  # repository -> last nudge
@@ -226,7 +228,7 @@ class Engine:
         return self.checks - before
 
     def stop(self) -> None:
-        self._actor.stop()
+        self._actor.stop(timeout=3.0)
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,9 +56,10 @@ class HostWorkers:
         for entry in hosts:
             for _ in entry.threads:
                 entry.jobs.put(None)
+        deadline = time.monotonic() + timeout  # one wait for all: a hung host cannot stretch it
         for entry in hosts:
             for thread in entry.threads:
-                thread.join(timeout=timeout / max(1, len(entry.threads)))
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _start(self, host: str) -> _Host:
         """A host's threads start with its first job (hosts are few; threads idle cheaply)."""
