@@ -353,18 +353,18 @@ class Engine:
         self._repo_waiting[source.repository] = []
         self._submit(source, t.memory.last_fresh)
 
-    def _submit(self, source: Target, last: Fresh | None) -> None:
+    def _submit(self, source: Target, last: Fresh | None, *, quick: bool = False) -> None:
         def job() -> None:
             self._done.put(_Observed(source.id, source, self._observe(source, last)))
 
-        self._workers.submit(source.repository.registry, job)
+        self._workers.submit(source.repository.registry, job, quick=quick)
 
     def _release(self, repository: RepositoryRef) -> None:
         """The first check of a repository is done: the ones that waited for it go now."""
         for source in self._repo_waiting.pop(repository, ()):
             known = self._tracked.get(source.id)
             if known is not None and known.source is source and known.in_flight_since:
-                self._submit(source, known.memory.last_fresh)
+                self._submit(source, known.memory.last_fresh, quick=True)  # the cache answers
             elif known is not None and known.in_flight_since:
                 self._set(source.id, replace(known, in_flight_since=None, overdue=False))
 

@@ -24,6 +24,7 @@ Job = Callable[[], None]
 @dataclass
 class _Host:
     jobs: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
+    quick: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
     threads: list[threading.Thread] = field(default_factory=list)
     busy: int = 0  # approximate (no lock on the hot path): for diagnostics only
 
@@ -38,12 +39,14 @@ class HostWorkers:
         self._hosts: dict[str, _Host] = {}
         self._stopped = False
 
-    def submit(self, host: str, job: Job) -> None:
-        """Queue ``job`` behind the other jobs of ``host``; never blocks."""
+    def submit(self, host: str, job: Job, *, quick: bool = False) -> None:
+        """Queue ``job`` behind the other jobs of ``host``; never blocks. ``quick`` jobs
+        (answered from the cache, mostly) have a lane of their own, so they run while the
+        host's other threads wait on the network instead of queueing behind them."""
         entry = self._hosts.get(host)
         if entry is None:
             entry = self._start(host)
-        entry.jobs.put(job)
+        (entry.quick if quick else entry.jobs).put(job)
 
     def backlog(self) -> dict[str, tuple[int, int]]:
         """host -> (jobs waiting, jobs running)."""
@@ -56,6 +59,7 @@ class HostWorkers:
         for entry in hosts:
             for _ in entry.threads:
                 entry.jobs.put(None)
+                entry.quick.put(None)
         deadline = time.monotonic() + timeout  # one wait for all: a hung host cannot stretch it
         for entry in hosts:
             for thread in entry.threads:
@@ -70,17 +74,18 @@ class HostWorkers:
             if entry is not None:
                 return entry
             entry = _Host()
-            for i in range(self._concurrency):
-                thread = threading.Thread(target=self._work, args=(host, entry),
+            lanes = [entry.jobs] * self._concurrency + [entry.quick]
+            for i, lane in enumerate(lanes):
+                thread = threading.Thread(target=self._work, args=(host, entry, lane),
                                           name=f"{self._name}-{host}-{i}", daemon=True)  # fmt: skip
                 entry.threads.append(thread)
                 thread.start()
             self._hosts[host] = entry
             return entry
 
-    def _work(self, host: str, entry: _Host) -> None:
+    def _work(self, host: str, entry: _Host, lane: queue.SimpleQueue[Job | None]) -> None:
         while True:
-            job = entry.jobs.get()
+            job = lane.get()
             if job is None:
                 return
             entry.busy += 1
