@@ -17,8 +17,9 @@ LABEL org.opencontainers.image.title="flux-oci-trigger" \
 COPY --from=build /opt/flux-oci-trigger /opt/flux-oci-trigger
 ENV PATH=/opt/flux-oci-trigger/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_ARENA_MAX=2
 USER 65532:65532
-EXPOSE 9798
+EXPOSE 9798 9799
 ENTRYPOINT ["flux-oci-trigger"]
 CMD ["run"]

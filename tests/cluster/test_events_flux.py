@@ -82,6 +82,7 @@ def test_a_pushed_artifact_is_requested_within_a_second_of_the_notification(
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=5)
             assert refused.value.code == 401
+            refused.value.close()
             unauthorized = {"source": "distribution", "result": "unauthorized"}
             wait(lambda: sample(base, "flux_oci_events_received_total", unauthorized) == 1,
                  timeout=5, what="the refused event counted")  # fmt: skip

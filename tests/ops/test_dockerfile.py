@@ -49,7 +49,7 @@ def test_final_stage_runs_the_cli_as_uid_65532() -> None:
     assert json.loads(final["ENTRYPOINT"]) == ["flux-oci-trigger"]
     assert "flux-oci-trigger" in scripts
     assert json.loads(final["CMD"]) == ["run"]
-    assert final["EXPOSE"] == "9798"
+    assert final["EXPOSE"] == "9798 9799"  # metrics; push events when enabled
 
 
 def test_final_stage_copies_only_the_built_environment() -> None:
