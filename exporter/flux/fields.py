@@ -133,12 +133,10 @@ def status_fields(obj: Obj) -> dict[str, Any]:
         "api_version": text(obj, "apiVersion") or "",
         "uid": text(obj, "metadata", "uid"),
         "resource_version": text(obj, "metadata", "resourceVersion"),
-        "generation": integer(obj, "metadata", "generation") or 0,
         "suspended": flag(obj, "spec", "suspend"),
         "artifact_updated_at": text(obj, "status", "artifact", "lastUpdateTime"),
         "ready": ready,
         "ready_reason": ready_reason,
-        "observed_generation": integer(obj, "status", "observedGeneration"),
         "last_handled_reconcile_at": text(obj, "status", "lastHandledReconcileAt"),
         "requested_at": annotations.get(REQUESTED_AT),
     }

@@ -135,7 +135,6 @@ class Target:
     id: TargetId
     api_version: str
     plural: str
-    generation: int
     repository: RepositoryRef
     rule: WatchRule
     options: Options
@@ -146,7 +145,6 @@ class Target:
     artifact_updated_at: str | None = None
     ready: bool | None = None
     ready_reason: str | None = None
-    observed_generation: int | None = None
     last_handled_reconcile_at: str | None = None
     requested_at: str | None = None
     requested_revision: str | None = None

@@ -40,7 +40,6 @@ def oci(
         id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "podinfo"),
         api_version="source.toolkit.fluxcd.io/v1",
         plural="ocirepositories",
-        generation=1,
         repository=RepositoryRef("ghcr.io", "org/podinfo"),
         rule=rule or WatchRule.semver(TagRule(">=1.0.0")),
         options=Options(interval=60),
@@ -154,7 +153,7 @@ def test_semver_tag_repushed_is_behind() -> None:
 
 def test_never_applied_is_behind() -> None:
     # Flux reconciled the object (and failed, say because no tag matched then)
-    tried = oci(applied=None, ready=False, observed_generation=1)
+    tried = oci(applied=None, ready=False)
     d = decide(tried, Fresh("1.0.0", D1), EMPTY, T0)
     assert d.state is State.BEHIND and d.should_request
 
@@ -374,7 +373,7 @@ def test_a_new_object_flux_has_not_reconciled_yet_gets_no_request() -> None:
     decision = decide(new, NEW, EMPTY, T0)
     assert decision.state is State.BEHIND
     assert not decision.should_request and decision.why_not is Hold.FIRST_RECONCILE
-    failed_first_pull = replace(new, ready=False, observed_generation=1)
+    failed_first_pull = replace(new, ready=False)
     assert decide(failed_first_pull, NEW, EMPTY, T0).should_request
 
 
