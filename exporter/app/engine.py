@@ -207,6 +207,8 @@ class Engine:
             except queue.Empty:
                 return
             self._handle(message)
+            if isinstance(message, _Delivery | _Lead):
+                self._schedule(self._clock())  # a push event's targets start now, not next step
 
     def run_pass(self, objects: Mapping[str, Sequence[Obj]], timeout: float | None = None) -> int:
         """Check every target once, wait for the results and the side effects (``check``,
