@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class Patcher(Protocol):
+    def wait_turn(self) -> None:
+        """Block until the patch rate limit allows one more."""
+        ...
+
     def request(self, ref: ObjectRef, token: str, revision: str) -> bool:
         """Patch the reconcile annotations; False when the object is gone; PatchError."""
         ...
@@ -119,10 +123,13 @@ class Actor:
                     )
             except Exception:  # the sinks handle their failures; this is a bug
                 log.exception("side effect failed unexpectedly")
+                if isinstance(action, Patch):  # the engine must hear of it, or wait for ever
+                    self._on_patched(Patched(action, ok=False, existed=True, error="internal"))
             finally:
                 self._queue.task_done()
 
     def _do_patch(self, patch: Patch) -> None:
+        self._patcher.wait_turn()  # the rate limit first: leadership is judged after the wait
         if not self._leading():
             log.warning("not the leader any more: request for %s (%s) not sent", patch.target,
                         patch.revision, extra=patch.target.log_fields(patch.revision))  # fmt: skip

@@ -139,6 +139,7 @@ class Engine:
         self._in_flight: dict[TargetId, float] = {}  # checks under way: since when
         self._seq = 0
         self._repo_waiting: dict[RepositoryRef, list[Target]] = {}  # behind a first check
+        self._repo_first: dict[RepositoryRef, Target] = {}  # that first check
         self._patch_failures: dict[TargetId, int] = {}  # consecutive failed patches
         self._decisions: dict[TargetId, Decision] = {}  # awaiting their patch's outcome
         self._sweep: set[TargetId] | None = None  # targets left in the current sweep
@@ -163,6 +164,8 @@ class Engine:
         for gone in [t for t in self._tracked if t not in parsed]:
             del self._tracked[gone]
             self._patch_failures.pop(gone, None)
+            self._nudged_at.pop(gone, None)
+            self._requested_after_event.pop(gone, None)
             self._due_at.pop(gone, None)
             self._in_flight.pop(gone, None)
             self._decisions.pop(gone, None)
@@ -353,6 +356,7 @@ class Engine:
             waiting.append(source)
             return
         self._repo_waiting[source.repository] = []
+        self._repo_first[source.repository] = source
         self._submit(source, t.memory.last_fresh)
 
     def _submit(self, source: Target, last: Fresh | None, *, quick: bool = False) -> None:
@@ -363,6 +367,7 @@ class Engine:
 
     def _release(self, repository: RepositoryRef) -> None:
         """The first check of a repository is done: the ones that waited for it go now."""
+        self._repo_first.pop(repository, None)
         for source in self._repo_waiting.pop(repository, ()):
             known = self._tracked.get(source.id)
             if known is not None and known.source is source and known.in_flight_since:
@@ -400,7 +405,8 @@ class Engine:
             if not message.nudges:
                 self._observer.event_received(message.source.value, "ignored")
             return
-        self._release(message.source.repository)
+        if self._repo_first.get(message.source.repository) is message.source:
+            self._release(message.source.repository)
         t = self._tracked.get(message.target)
         if t is None:
             return  # the object went away meanwhile
@@ -420,6 +426,7 @@ class Engine:
         self._recorder.record(t.source, self._ref(t.source), decision, failure, None, now)
         self._set(t.source.id, replace(t, overdue=True, memory=decision.memory))
         self._swept(t.source.id, now)
+        self._progress(now)
 
     def _finish(self, t: Tracked, observation: Observation | None, now: float) -> None:
         source = t.source
@@ -438,7 +445,6 @@ class Engine:
         if isinstance(observation, RegistryFailure):
             not_before = now + wait_after_failure(observation.retry_after, self._c.retry_after_cap)
         fresh = decision.memory.last_fresh
-        self._recorder.record(source, self._ref(source), decision, observation, fresh, now)
         expedite = t.expedite_until
         before = t.memory.last_fresh
         if expedite and fresh is not None and before is not None and fresh != before:
@@ -457,9 +463,15 @@ class Engine:
             ),
         )
         event_at = self._nudged_at.pop(source.id, None)
-        if event_at is not None and decision.should_request:
+        try:  # the record is stored first: a bug here cannot leave the target unscheduled
+            self._recorder.record(source, self._ref(source), decision, observation, fresh, now)
+            self._act(source, decision)
+        except Exception:
+            log.exception("recording or acting on %s failed unexpectedly", source.id,
+                          extra=source.id.log_fields())  # fmt: skip
+            self._observer.check_failed(ErrorReason.INTERNAL.value)
+        if event_at is not None and source.id in self._decisions:  # a patch is queued
             self._requested_after_event[source.id] = event_at
-        self._act(source, decision)
         self.checks += 1
         self._swept(source.id, now)
         self._progress(now)

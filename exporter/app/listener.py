@@ -80,6 +80,7 @@ class Listener(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: Listener
+    timeout = 10  # seconds per socket operation: a client that stalls is dropped
 
     def do_GET(self) -> None:
         self._send(405, "POST events to /hooks/<source>\n")

@@ -86,6 +86,7 @@ class Leadership:
         self._on_change = on_change
         self.clock = clock
         self.lock = threading.Lock()
+        self._transitions = threading.Lock()
         self.stopping = threading.Event()
         self._renewed_at: float | None = None
         self._was_leading = False
@@ -111,10 +112,14 @@ class Leadership:
 
     def stop(self) -> None:
         """Stop renewing and, if we hold the lease, release it for the other replica."""
-        with self.lock:
-            self.stopping.set()
+        self.stopping.set()  # no renewal starts after this
+        got = self.lock.acquire(timeout=3.0)  # one under way may hold it: not for ever
+        try:
             held = self.leading()
             self._renewed_at = None
+        finally:
+            if got:
+                self.lock.release()
         self._transition()
         if held:
             self._release()
@@ -122,6 +127,10 @@ class Leadership:
     # -- internals ------------------------------------------------------------------------------
 
     def _transition(self) -> None:
+        with self._transitions:  # three threads call this: one change reported at a time
+            self._transition_locked()
+
+    def _transition_locked(self) -> None:
         now = self.leading()
         if now != self._was_leading:
             self._was_leading = now
@@ -157,12 +166,12 @@ class Leadership:
     def _release(self) -> None:
         api = k8s.CoordinationV1Api(self._api)
         try:
-            lease = api.read_namespaced_lease(self.name, self.namespace)
+            lease = api.read_namespaced_lease(self.name, self.namespace, _request_timeout=(3, 5))
             if lease.spec is None or lease.spec.holder_identity != self.identity:
                 return
             lease.spec.holder_identity = None
             lease.spec.lease_duration_seconds = 1
-            api.replace_namespaced_lease(self.name, self.namespace, lease)
+            api.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=(3, 5))
             log.info("released Lease %s/%s", self.namespace, self.name)
         except ApiException as exc:
             log.warning("could not release Lease %s/%s: HTTP %s", self.namespace, self.name,

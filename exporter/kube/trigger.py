@@ -96,10 +96,13 @@ class Trigger:
         self._limiter = RateLimiter(rate, burst=max(1, int(rate)))
         self._wall_clock = wall_clock
 
+    def wait_turn(self) -> None:
+        """Block until the rate limit allows one more patch (call before :meth:`request`)."""
+        self._limiter.acquire()
+
     def request(self, ref: ObjectRef, token: str, revision: str) -> bool:
         """Patch the two annotations; False when the object no longer exists."""
         body = {"metadata": {"annotations": {REQUESTED_AT: token, self._revision_key: revision}}}
-        self._limiter.acquire()
         r = ref.resource
         try:
             self._custom.patch_namespaced_custom_object(
@@ -111,6 +114,7 @@ class Trigger:
                 body,
                 field_manager=FIELD_MANAGER,
                 _content_type="application/merge-patch+json",
+                _request_timeout=(5, 10),
             )
         except ApiException as exc:
             if exc.status == 404:

@@ -124,6 +124,9 @@ class FakeKube:
     patch_gate: threading.Event | None = None
     refs: list[ObjectRef] = field(default_factory=list)  # of the Events
 
+    def wait_turn(self) -> None:
+        return  # no rate limit in the fake
+
     def request(self, ref: ObjectRef, token: str, revision: str) -> bool:
         if self.patch_gate is not None:
             self.patch_gate.wait(30)

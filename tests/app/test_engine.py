@@ -272,3 +272,24 @@ def test_objects_on_one_repository_wait_for_its_first_check_not_on_workers() -> 
         assert reg.peak[A] <= 2  # never more than the two workers, all on distinct work
         assert sorted(c for c in reg.calls if c.startswith("list")) == [
             f"list {A}/app", f"list {A}/other"]  # fmt: skip
+
+
+def test_a_patcher_bug_neither_sticks_the_target_nor_stops_the_others() -> None:
+    reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"], f"{A}/other": ["1.0.0", "1.1.0"]})
+    kube = FakeKube()
+    calls: list[str] = []
+
+    def broken(ref: object, token: str, revision: str) -> bool:
+        calls.append(revision)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, not a PatchError")
+        return True
+
+    kube.request = broken  # type: ignore[method-assign]
+    with rig(registry=reg, kube=kube) as r:
+        objects = {"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD),
+                                     oci("other", f"oci://{A}/other", applied=OLD)]}  # fmt: skip
+        assert r.engine.run_pass(objects, timeout=5) == 2
+        assert len(calls) == 2  # the second object was patched; run_pass did not hang
+        errors = r.store.snapshot().request_errors
+        assert sum(errors.values()) == 1
