@@ -37,7 +37,7 @@ from exporter.app.recorder import CheckObserver, Recorder
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.decision import Decision, decide
-from exporter.core.hooks import HookSource, Nudge
+from exporter.core.hooks import HookSource, Nudge, matching
 from exporter.core.memory import Backoff
 from exporter.core.observation import Fresh, Observation, RegistryFailure
 from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
@@ -295,20 +295,12 @@ class Engine:
         self.nudge(targets, expedite_for=self._c.expedite_window if nudge.expedite else 0.0)
 
     def _matching(self, nudge: Nudge) -> dict[RepositoryRef, list[TargetId]]:
-        def under(path: str) -> bool:
-            return path == nudge.path or (nudge.subtree and path.startswith(nudge.path + "/"))
-
-        found: dict[RepositoryRef, list[TargetId]] = {}
-        anywhere: dict[RepositoryRef, list[TargetId]] = {}
-        for target_id, t in self._tracked.items():
-            if not isinstance(t.source, Target) or not under(t.source.repository.path.lower()):
-                continue
-            repo = t.source.repository
-            anywhere.setdefault(repo, []).append(target_id)
-            if nudge.host is None or repo.registry == nudge.host:
-                found.setdefault(repo, []).append(target_id)
-        # a registry known to its clients by another name than it knows itself
-        return found or (anywhere if nudge.host is not None and not nudge.subtree else {})
+        repositories = {
+            tid: t.source.repository
+            for tid, t in self._tracked.items()
+            if isinstance(t.source, Target)
+        }
+        return matching(nudge, repositories)
 
     def _fire_deferred(self, now: float) -> None:
         for key, (when, nudge, at) in list(self._deferred.items()):

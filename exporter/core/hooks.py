@@ -20,9 +20,13 @@ Sources:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from exporter.flux.targets import TargetId
+from exporter.model import RepositoryRef
 
 MANIFEST_TYPES = frozenset(
     {
@@ -157,3 +161,24 @@ def _harbor(doc: dict[str, Any]) -> list[Nudge]:
     if len(hosts) == 1:
         return [Nudge(name.lower(), hosts.pop())]
     return [Nudge(name.lower())]
+
+
+def matching(
+    nudge: Nudge, repositories: Mapping[TargetId, RepositoryRef]
+) -> dict[RepositoryRef, list[TargetId]]:
+    """The targets a nudge names, by repository (``repositories``: each target's). A nudge
+    with a host matches on it; when nothing does, a registry known to its clients by
+    another name than it knows itself still matches on the path (not for a subtree)."""
+
+    def under(path: str) -> bool:
+        return path == nudge.path or (nudge.subtree and path.startswith(nudge.path + "/"))
+
+    found: dict[RepositoryRef, list[TargetId]] = {}
+    anywhere: dict[RepositoryRef, list[TargetId]] = {}
+    for target_id, repo in repositories.items():
+        if not under(repo.path.lower()):
+            continue
+        anywhere.setdefault(repo, []).append(target_id)
+        if nudge.host is None or repo.registry == nudge.host:
+            found.setdefault(repo, []).append(target_id)
+    return found or (anywhere if nudge.host is not None and not nudge.subtree else {})

@@ -105,3 +105,28 @@ def test_any_json_parses_or_is_invalid_never_crashes(
     except InvalidEvent:
         return
     assert all(isinstance(n, Nudge) and n.path for n in found)
+
+
+def test_matching_by_host_path_and_subtree() -> None:
+    from exporter.core.hooks import matching
+    from exporter.flux.targets import TargetId, TargetKind
+    from exporter.model import RepositoryRef
+
+    def tid(name: str) -> TargetId:
+        return TargetId(TargetKind.OCI_REPOSITORY, "ns", name)
+
+    repos = {
+        tid("app"): RepositoryRef(GITLAB, "group/app"),
+        tid("worker"): RepositoryRef(GITLAB, "group/app/worker"),
+        tid("sibling"): RepositoryRef(GITLAB, "group/application"),
+        tid("mirror"): RepositoryRef("mirror.example", "group/app"),
+    }
+    subtree = matching(Nudge("group/app", GITLAB, subtree=True), repos)
+    assert {t.name for ts in subtree.values() for t in ts} == {"app", "worker"}
+    exact = matching(Nudge("group/app", "mirror.example"), repos)
+    assert {t.name for ts in exact.values() for t in ts} == {"mirror"}
+    # a registry that names itself otherwise than its clients do: matched on the path
+    renamed = matching(Nudge("group/app", "10.0.0.7:5000"), repos)
+    assert {t.name for ts in renamed.values() for t in ts} == {"app", "mirror"}
+    assert matching(Nudge("group/app", "10.0.0.7:5000", subtree=True), repos) == {}
+    assert matching(Nudge("other"), repos) == {}
