@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devenv.ports import free_port, wait_for_http
+from devenv.procs import reap
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,7 @@ def exporter_process(
         yield ExporterProcess(url, proc.pid, started)
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         if log is not None:
             log.close()
 

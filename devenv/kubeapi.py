@@ -19,6 +19,7 @@ import yaml
 
 from devenv.pki import write_pki
 from devenv.ports import free_port, wait_for_port
+from devenv.procs import reap
 from devenv.tools import tool_dir
 
 
@@ -36,7 +37,7 @@ class ControlPlane:
         for proc in reversed(self.processes):
             proc.terminate()
         for proc in reversed(self.processes):
-            _reap(proc, 5.0)  # the API server holds watches open until it exits
+            reap(proc, 5.0)  # the API server holds watches open until it exits
         for log in self.logs:
             log.close()
         self.processes.clear()
@@ -55,7 +56,7 @@ class ControlPlane:
         seconds it is killed, as a crashed or evicted server would be."""
         proc = self.processes.pop()
         proc.terminate()
-        _reap(proc, grace)
+        reap(proc, grace)
 
     def start_apiserver(self, timeout: float = 90.0) -> None:
         """Start the API server again on the same port; its watch cache starts empty."""
@@ -77,15 +78,7 @@ class ControlPlane:
             yield kubeconfig
         finally:
             proc.terminate()
-            _reap(proc, 3.0)
-
-
-def _reap(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            reap(proc, 3.0)
 
 
 def binaries() -> dict[str, Path]:

@@ -75,6 +75,15 @@ class Proc:
             raise RuntimeError(f"{self.name} (pid {self.pid}) survived SIGKILL")
 
 
+def reap(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """Wait up to ``grace`` seconds for a process asked to end, then kill it."""
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> Proc:
     """Start ``argv`` in its own session, stdout and stderr appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)

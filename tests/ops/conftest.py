@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from devenv.ports import free_port, wait_for_http
+from devenv.procs import reap
 from tests.ops.exposition import JOB, exposition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,11 +141,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusA
         yield api
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         log.close()
         exporter.shutdown()
         exporter.server_close()
