@@ -530,7 +530,7 @@ class Engine:
         self._sweep.discard(target_id)
         if self._sweep:
             return
-        first = self._store.snapshot().passes == 0
+        first = self._store.passes == 0
         self._store.pass_done(now)
         log.log(
             logging.INFO if first else logging.DEBUG,

@@ -111,6 +111,12 @@ class StateStore:
         self._changed.notify_all()
 
     @property
+    def passes(self) -> int:
+        """Full checks of every target done so far (no copy of the rows, unlike snapshot)."""
+        with self._lock:
+            return self._passes
+
+    @property
     def version(self) -> int:
         with self._lock:
             return self._version
