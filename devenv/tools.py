@@ -42,6 +42,9 @@ def tool_dir(name: str) -> Path:
         "etcd": "ETCD_VERSION",
         "source-controller": "SOURCE_CONTROLLER_VERSION",
         "helm-controller": "HELM_CONTROLLER_VERSION",
+        "kustomize-controller": "KUSTOMIZE_CONTROLLER_VERSION",
+        "helm": "HELM_VERSION",
+        "kube-score": "KUBE_SCORE_VERSION",
         "distribution": "DISTRIBUTION_VERSION",
     }[name]
     return tools_dir() / f"{name}-{versions()[key]}"
