@@ -24,6 +24,10 @@ from pathlib import Path
 import click
 
 from exporter import __version__
+from exporter.flux.policy import TagParsing
+from exporter.options import SETTINGS_EPILOG as _SETTINGS_EPILOG
+from exporter.options import setting
+from exporter.settings import LOG_FORMATS, LOG_LEVELS
 
 EXIT_NO_MATCH = 1
 EXIT_INVALID = 2
@@ -59,7 +63,14 @@ def main() -> None:
 def select_command(
     semver_range: str, semver_filter: str | None, flavor: str, output: str, tags: tuple[str, ...]
 ) -> None:
-    """Print the tag Flux would pick from TAGS (its original text)."""
+    """Print the tag Flux would pick from TAGS (its original text).
+
+    \b
+    Exit codes:
+      0  a tag was selected
+      1  nothing matches the rule
+      2  invalid input (range, regex, usage)
+    """
     from exporter.flux.policy import InvalidRule, compile_rule
     from exporter.model import Flavor, TagRule, printable
 
@@ -115,6 +126,13 @@ def tags_command(
     """List every tag of oci://HOST[:PORT]/PATH and, given a rule, the selected tag and digest.
 
     The registry chooses the tags: text output escapes control characters, JSON is ASCII.
+
+    \b
+    Exit codes:
+      0  the listing succeeded (and, given a rule, a tag was selected)
+      1  nothing matches the rule
+      2  invalid input: range, regex, URL, tag, docker config, TLS files, usage
+      3  the registry failed: auth, not found, rate limited, unavailable, protocol
     """
     from exporter.app.probe import ProbeError, probe_repository
     from exporter.model import printable
@@ -165,48 +183,52 @@ def _settings(**flags: object) -> object:
         sys.exit(EXIT_INVALID)
 
 
-@main.command("run")
-@click.option(
-    "--kubeconfig", default=None, help="Kubeconfig file (default: in-cluster, then ~/.kube/config)."
-)
-@click.option(
-    "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (repeatable)."
-)
-@click.option("--interval", default=None, help="Default re-check interval, e.g. 1m.")
-@click.option("--tag-ttl", default=None, help="How long a tag listing is reused, e.g. 60s.")
-@click.option("--dry-run", is_flag=True, default=None, help="Decide and report, patch nothing.")
-@click.option(
-    "--once", is_flag=True, default=None, help="One full pass, then exit (0: it completed)."
-)
-@click.option("--annotation-prefix", default=None, help="Opt-in annotation prefix.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
-@click.option("--log-level", type=click.Choice(["debug", "info", "error"]), default=None)
-@click.option(
-    "--listen", default=None, help="Address of /metrics, /healthz, /readyz (default 0.0.0.0:9798)."
-)
-@click.option(
-    "--events-listen", default=None,
-    help="Address of the push events listener (/hooks/...), e.g. 0.0.0.0:9799; off by default.",
+@main.command("run", epilog=_SETTINGS_EPILOG)
+@setting("kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config")
+@setting(
+    "namespaces", "Watch only these namespaces (repeatable; the variable: comma-separated).",
+    flag="--namespace", multiple=True, shown="all",
 )  # fmt: skip
-@click.option("--gitlab-registry", default=None, help="GitLab registry host for GitLab hooks.")
-@click.option(
-    "--watch-label-selector",
-    default=None,
-    help="Only objects matching this selector (sharding), e.g. sharding.fluxcd.io/key=s1.",
-)
-@click.option(
-    "--leader-elect/--no-leader-elect",
-    default=None,
-    help="Elect one leader on a Lease among replicas (only it requests).",
-)
-@click.option("--leader-election-namespace", default=None, help="Namespace of the Lease.")
-@click.option("--leader-election-id", default=None, help="Name of the Lease.")
-@click.option(
-    "--tag-parsing", type=click.Choice(["flux-2.7", "flux-2.6"]), default=None,
-    help="Which Flux's tag rule to follow: flux-2.7 (2.7 and later, default) or flux-2.6.",
+@setting("interval", "Re-check interval of an object without an interval annotation.")
+@setting("min_interval", "Lowest interval an annotation may ask for (lower is raised to it).")
+@setting("tag_ttl", "How long a repository's tag listing is reused by every object on it.")
+@setting("dry_run", "Decide and report, patch nothing.", is_flag=True)
+@setting("once", "One full pass, then exit (0: it completed).", is_flag=True)
+@setting("annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/').")
+@setting("log_format", "Log lines for people (text) or pipelines (json).", choices=LOG_FORMATS)
+@setting("log_level", "Least severe log lines shown.", choices=LOG_LEVELS)
+@setting("listen", "HOST:PORT of /metrics, /healthz and /readyz.")
+@setting("events_listen", "HOST:PORT of the push events listener (/hooks/...).", shown="off")
+@setting("gitlab_registry", "GitLab registry host the projects of GitLab hooks live on.")
+@setting(
+    "watch_label_selector", "Only objects matching this selector (sharding), "
+    "e.g. sharding.fluxcd.io/key=s1.", shown="every object",
 )  # fmt: skip
-@click.option("--event-gap", default=None, help="At most one refresh per repository per this.")
-@click.option("--expedite-window", default=None, help="Checks every 5s after a tag push, e.g. 15m.")
+@setting(
+    "leader_elect", "Elect one leader on a Lease among replicas (only it requests).",
+    flag="--leader-elect/--no-leader-elect", is_flag=True,
+)  # fmt: skip
+@setting("leader_election_namespace", "Namespace of the Lease.", shown="the pod's namespace")
+@setting(
+    "leader_election_id", "Name of the Lease.",
+    shown="flux-oci-trigger, plus the shard with a label selector",
+)  # fmt: skip
+@setting(
+    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
+    choices=tuple(t.value for t in TagParsing),
+)  # fmt: skip
+@setting("event_gap", "At most one refresh of a repository per this, however many events.")
+@setting("expedite_window", "After a GitLab tag push, check its repositories every few seconds.")
+@setting(
+    "patch_rate", "Reconcile requests per second, at most, over all objects.", shown="5",
+    metavar="NUMBER",
+)  # fmt: skip
+@setting(
+    "registry_concurrency", "Checks and requests in flight per registry host, at most.",
+    metavar="N",
+)  # fmt: skip
+@setting("stuck_backoff_min", "First repeat of a request Flux handled without applying it.")
+@setting("stuck_backoff_max", "The doubling repeat delay stops growing here.")
 def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
@@ -253,11 +275,22 @@ def run_command(**flags: object) -> None:
                 running.stop()
 
 
-@main.command("check")
-@click.option("--kubeconfig", default=None, help="Kubeconfig file.")
-@click.option("--namespace", "namespaces", multiple=True, help="Only these namespaces.")
+@main.command("check", epilog=_SETTINGS_EPILOG)
+@setting("kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config")
+@setting(
+    "namespaces", "Only these namespaces (repeatable; the variable: comma-separated).",
+    flag="--namespace", multiple=True, shown="all",
+)  # fmt: skip
+@setting("annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/').")
+@setting(
+    "watch_label_selector", "Only objects matching this selector.", shown="every object"
+)  # fmt: skip
+@setting(
+    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
+    choices=tuple(t.value for t in TagParsing),
+)  # fmt: skip
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: str) -> None:
+def check_command(output: str, **flags: object) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""
     from exporter.app.report import render_json, render_table
     from exporter.app.service import Service
@@ -265,7 +298,8 @@ def check_command(kubeconfig: str | None, namespaces: tuple[str, ...], output: s
     from exporter.logsetup import configure
     from exporter.settings import Settings
 
-    settings = _settings(kubeconfig=kubeconfig, namespaces=namespaces or None, dry_run=True)
+    flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
+    settings = _settings(**flags, dry_run=True)
     assert isinstance(settings, Settings)
     configure("text", level=30)
     try:

@@ -10,12 +10,15 @@ with ``\\u`` escapes, so both print safely and encode to UTF-8.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from exporter.app.state import TargetRow
 from exporter.model import printable
 
+REASON_WIDTH = 80
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 HEADER: tuple[str, ...] = (
     "KIND", "NAMESPACE", "NAME", "APPLIED", "FRESHEST", "STATE", "REQUEST", "REASON",
 )  # fmt: skip
@@ -38,12 +41,13 @@ def render_json(rows: Sequence[TargetRow]) -> str:
 
 
 def render_table(rows: Sequence[TargetRow]) -> str:
-    """Aligned columns; digests shortened to 12 hex digits, reasons to 60 characters."""
+    """Aligned columns; digests shortened to 12 hex digits, in reasons too, and reasons
+    cut at a word boundary past 80 characters, with an ellipsis."""
     table: list[tuple[str, ...]] = [HEADER] + [
         tuple(printable(cell) for cell in (
             str(r["kind"]), str(r["namespace"]), str(r["name"]), _short(str(r["applied"])),
             _short(str(r["freshest"])), str(r["state"]), "yes" if r["would_request"] else "no",
-            str(r["reason"])[:60]))
+            _reason(str(r["reason"]))))
         for r in records(rows)
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
@@ -51,6 +55,15 @@ def render_table(rows: Sequence[TargetRow]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in table
     )
+
+
+def _reason(text: str) -> str:
+    """`v1.2.3@sha256:<64 hex> is applied` -> `v1.2.3@sha256:abcdef123456 is applied`."""
+    text = _DIGEST.sub(lambda m: m.group(0)[:19], text)
+    if len(text) <= REASON_WIDTH:
+        return text
+    cut = text.rfind(" ", REASON_WIDTH // 2, REASON_WIDTH)
+    return text[: cut if cut > 0 else REASON_WIDTH - 1].rstrip() + "…"
 
 
 def _short(revision: str) -> str:

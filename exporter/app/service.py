@@ -33,6 +33,7 @@ from exporter.kube.informer import Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
+from exporter.model import printable
 from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
@@ -45,16 +46,41 @@ _in_cluster: Any = k8s_config.load_incluster_config
 
 
 def api_client(settings: Settings) -> k8s.ApiClient:
+    """The API client: ``--kubeconfig``, else in-cluster, else ``$KUBECONFIG`` or
+    ``~/.kube/config``. A failure names what was tried and why it failed."""
+    in_cluster = "not tried"
+    source = settings.kubeconfig or _default_kubeconfig()
     try:
         if settings.kubeconfig:
             return cast(k8s.ApiClient, _from_file(config_file=settings.kubeconfig))
         try:
             _in_cluster()
             return k8s.ApiClient()
-        except k8s_config.ConfigException:
+        except k8s_config.ConfigException as exc:
+            in_cluster = _reason(exc)
             return cast(k8s.ApiClient, _from_file())
     except Exception as exc:
-        raise KubeError(f"no usable Kubernetes configuration: {type(exc).__name__}") from None
+        tried = "" if settings.kubeconfig else f"; in-cluster: {in_cluster}"
+        reason = _reason(exc) if os.path.exists(source) else "no such file"
+        raise KubeError(
+            f"no usable Kubernetes configuration: kubeconfig {source}: {reason}{tried}"
+        ) from None
+
+
+def _default_kubeconfig() -> str:
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return first or os.path.expanduser("~/.kube/config")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a configuration error, short and printable: the loader's
+    messages name files and keys, never credentials."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not text:
+        return type(exc).__name__
+    shown = printable(text)
+    return shown if len(shown) <= 200 else shown[:200] + "…"
 
 
 class Service:

@@ -45,6 +45,25 @@ def test_table_aligns_columns_and_shortens_digests() -> None:
     assert lines[2].rstrip().endswith("auth")
 
 
+def test_table_reasons_keep_their_words_and_shorten_their_digests() -> None:
+    applied = f"1.0.0@{DIGEST}"
+    row = TargetRow(
+        id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "podinfo"), url="", rule="",
+        applied_revision=applied, latest_revision=applied, state=State.UP_TO_DATE,
+        message=f"{applied} is applied",
+    )  # fmt: skip
+    long = TargetRow(
+        id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "other"), url="", rule="",
+        applied_revision="", latest_revision="", state=State.ERROR, reason="",
+        message="registry.example: " + "word " * 40,
+    )  # fmt: skip
+    lines = render_table((row, long)).splitlines()
+    assert lines[1].endswith("1.0.0@sha256:abababababab is applied")
+    assert lines[2].endswith("word…")
+    reason = lines[2][lines[0].index("REASON") :]
+    assert len(reason) <= 80
+
+
 def test_table_escapes_what_a_terminal_would_act_on() -> None:
     hostile = TargetRow(
         id=TargetId(TargetKind.OCI_REPOSITORY, "apps", "web\x1b]0;pwned\x07"),
