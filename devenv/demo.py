@@ -17,6 +17,7 @@ import secrets
 import sys
 import time
 import urllib.parse
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def main() -> int:
         query = urllib.parse.quote('flux_oci_target_state{state="up_to_date"} == 1')
         say("look at:")
         print(f"   metrics     {base}/metrics")
-        print(f"   Prometheus  {cluster.prometheus_url}/graph?g0.expr={query}")
+        print(f"   Prometheus  {graph_page(cluster.prometheus_url)}?g0.expr={query}&g0.tab=1")
         print(f"   kubectl     KUBECONFIG={cluster.kubeconfig} kubectl -n {NS} get ocirepositories")
         print(f"   check       .venv/bin/flux-oci-trigger check --kubeconfig {cluster.kubeconfig}")
         print(f"   logs        {cluster.logs}/")
@@ -103,6 +104,20 @@ def main() -> int:
         api.close()
         cluster.stop()
     return 0
+
+
+def graph_page(prometheus: str) -> str:
+    """The query page that answers: Debian's Prometheus has only the classic UI, at
+    /classic/graph (its /graph redirects to a page it does not serve); builds with the
+    new UI serve /graph."""
+    for path in ("/classic/graph", "/graph"):
+        try:
+            with urllib.request.urlopen(prometheus + path, timeout=5) as reply:
+                if reply.status == 200 and reply.url.rstrip("/") == prometheus + path:
+                    return prometheus + path
+        except OSError:
+            continue
+    return prometheus + "/graph"
 
 
 if __name__ == "__main__":

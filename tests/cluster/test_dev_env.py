@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from devenv.cluster import Cluster
+from devenv.demo import graph_page
 
 pytestmark = pytest.mark.cluster
 
@@ -83,6 +84,12 @@ def test_up_env_scrape_down(cluster_tools: None, tmp_path: Path) -> None:
         assert _dev_env(workdir, "scrape", "extra", extra).returncode == 0
         _wait_for_series(prometheus, 'up{job="extra"} == 1')
         _wait_for_series(prometheus, 'controller_runtime_active_workers{job="extra"}')
+
+        # the demo's link answers as it is, not with a redirect to a page the build lacks
+        page = graph_page(prometheus)
+        with urllib.request.urlopen(f"{page}?g0.expr=up&g0.tab=1", timeout=5) as response:
+            assert response.status == 200
+            assert response.url.split("?")[0] == page
     finally:
         down = _dev_env(workdir, "down")
     assert down.returncode == 0, down.stderr
