@@ -39,6 +39,7 @@ def tool_dir(name: str) -> Path:
         return tools_dir() / f"{name}-{oracle_version()}"
     key = {
         "kube-apiserver": "KUBERNETES_VERSION",
+        "kubectl": "KUBERNETES_VERSION",
         "etcd": "ETCD_VERSION",
         "source-controller": "SOURCE_CONTROLLER_VERSION",
         "helm-controller": "HELM_CONTROLLER_VERSION",
@@ -48,3 +49,11 @@ def tool_dir(name: str) -> Path:
         "distribution": "DISTRIBUTION_VERSION",
     }[name]
     return tools_dir() / f"{name}-{versions()[key]}"
+
+
+def binary(name: str) -> str | None:
+    """The built ``name`` (see :func:`tool_dir`) when present, else ``name`` on PATH."""
+    import shutil
+
+    built = tool_dir(name) / name
+    return str(built) if os.access(built, os.X_OK) else shutil.which(name)

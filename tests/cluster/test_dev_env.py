@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devenv import tools
 from devenv.cluster import Cluster
 from devenv.demo import graph_page
 
@@ -69,7 +70,8 @@ def test_up_env_scrape_down(cluster_tools: None, tmp_path: Path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
 
         namespaces = subprocess.run(
-            ["kubectl", "--kubeconfig", env["KUBECONFIG"], "get", "namespace", "flux-system",
+            [tools.binary("kubectl") or "kubectl", "--kubeconfig", env["KUBECONFIG"],
+             "get", "namespace", "flux-system",
              "-o", "jsonpath={.status.phase}"],
             capture_output=True, text=True, timeout=30, check=True,
         )  # fmt: skip

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devenv import tools
 from devenv.ports import free_port, wait_for_http
 from devenv.procs import reap
 from tests.ops.exposition import JOB, exposition
@@ -50,7 +51,8 @@ def promtool() -> str:
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    return require_tool("kubectl")
+    """scripts/build-tools builds kubectl at the API server's version; else PATH's."""
+    return require_tool("kubectl", tools.binary("kubectl"))
 
 
 def kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
