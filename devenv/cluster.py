@@ -163,6 +163,21 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def start_kustomize_controller(self) -> str:
+        """Start kustomize-controller (its CRD installed first) unless it already runs;
+        returns its metrics address. Stopped with the rest, recorded in the state file."""
+        name = flux.KUSTOMIZE_CONTROLLER
+        if any(proc.name == name and proc.alive() for proc in self.procs):
+            return self.metrics[name]
+        begin = time.monotonic()
+        controller = flux.start_kustomize_controller(self.kubeconfig, self.logs)
+        self.timings[name] = round(time.monotonic() - begin, 2)
+        self.procs = [proc for proc in self.procs if proc.name != name]
+        self.procs.append(controller.proc)
+        self.metrics[name] = controller.metrics_addr
+        self.save()
+        return controller.metrics_addr
+
     def add_scrape_target(self, job: str, target: str) -> None:
         prometheus.add_scrape_target(self.prometheus_config, self.prometheus_url, job, target)
 

@@ -1,8 +1,11 @@
-"""Flux's source-controller and helm-controller as local processes against a kube-apiserver.
+"""Flux's source-controller, helm-controller and kustomize-controller as local processes
+against a kube-apiserver.
 
 There is no kubelet, so the controllers cannot run in pods: they run here with the admin
 kubeconfig, every port on loopback. source-controller serves its artifacts on
-``storage_addr`` and advertises the same address, so helm-controller can download charts.
+``storage_addr`` and advertises the same address, so helm-controller can download charts
+and kustomize-controller manifests. kustomize-controller is started only when asked for
+(:func:`start_kustomize_controller` installs its CRD first): most tests never need it.
 """
 
 from __future__ import annotations
@@ -11,15 +14,29 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from devenv.kubeapi import apply_crds
 from devenv.ports import free_port, wait_for_http
 from devenv.procs import Proc, spawn
 from devenv.tools import tool_dir
 
 NAMESPACE = "flux-system"
+KUSTOMIZE_CONTROLLER = "kustomize-controller"
 
 
 def controller_binaries() -> dict[str, Path]:
+    """The controllers every cluster starts (kustomize-controller is on demand)."""
     return {name: tool_dir(name) / name for name in ("source-controller", "helm-controller")}
+
+
+def missing_kustomize_controller() -> list[str]:
+    """What :func:`start_kustomize_controller` needs and is not built."""
+    directory = tool_dir(KUSTOMIZE_CONTROLLER)
+    missing = []
+    if not (directory / KUSTOMIZE_CONTROLLER).is_file():
+        missing.append(f"{KUSTOMIZE_CONTROLLER} ({directory / KUSTOMIZE_CONTROLLER})")
+    if not any((directory / "crds").glob("*.yaml")):
+        missing.append(f"CRDs of {KUSTOMIZE_CONTROLLER} ({directory / 'crds'})")
+    return missing
 
 
 @dataclass
@@ -39,7 +56,7 @@ def _env(kubeconfig: Path) -> dict[str, str]:
 
 
 def _start(name: str, extra: list[str], kubeconfig: Path, logs: Path, timeout: float) -> Controller:
-    binary = controller_binaries()[name]
+    binary = tool_dir(name) / name
     if not binary.is_file():
         raise FileNotFoundError(f"{binary} is not built (run scripts/build-tools {name})")
     metrics = f"127.0.0.1:{free_port()}"
@@ -79,3 +96,42 @@ def start_source_controller(
 
 def start_helm_controller(kubeconfig: Path, logs: Path, timeout: float = 60.0) -> Controller:
     return _start("helm-controller", [], kubeconfig, logs, timeout)
+
+
+def _absent_crds(kubeconfig: Path, files: list[Path]) -> list[Path]:
+    """The CRD files whose definitions the API server does not have yet."""
+    import yaml
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    ext = client.ApiextensionsV1Api(api)
+    absent = []
+    try:
+        for path in files:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not doc or doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                try:
+                    ext.read_custom_resource_definition(doc["metadata"]["name"])
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    absent.append(path)
+                    break
+    finally:
+        api.close()
+    return absent
+
+
+def start_kustomize_controller(kubeconfig: Path, logs: Path, timeout: float = 60.0) -> Controller:
+    """Install the Kustomization CRD (once) and start kustomize-controller. It fetches
+    artifacts from the URL source-controller advertises in their status."""
+    missing = missing_kustomize_controller()
+    if missing:
+        raise FileNotFoundError(
+            f"not built: {', '.join(missing)} (run scripts/build-tools {KUSTOMIZE_CONTROLLER})"
+        )
+    crds = sorted((tool_dir(KUSTOMIZE_CONTROLLER) / "crds").glob("*.yaml"))
+    apply_crds(kubeconfig, _absent_crds(kubeconfig, crds))
+    return _start(KUSTOMIZE_CONTROLLER, [], kubeconfig, logs, timeout)

@@ -17,6 +17,7 @@ from kubernetes import client, config
 
 from devenv.cluster import Cluster, missing_tools
 from devenv.exporter import running_exporter as start_exporter
+from devenv.flux import KUSTOMIZE_CONTROLLER, missing_kustomize_controller
 from devenv.push import Pusher
 
 
@@ -38,6 +39,21 @@ def flux_cluster(
     with Cluster.start(tmp_path_factory.mktemp("flux-cluster")) as cluster:
         print(f"\ncluster up: {cluster.timings}")
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def kustomize_controller(flux_cluster: Cluster) -> str:
+    """kustomize-controller in the session's cluster, started by the first test that asks
+    (stopped with the cluster); its metrics address."""
+    missing = missing_kustomize_controller()
+    if missing:
+        message = "kustomize-controller missing (scripts/build-tools): " + ", ".join(missing)
+        if os.environ.get("FOT_REQUIRE_CLUSTER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    metrics = flux_cluster.start_kustomize_controller()
+    print(f"\nkustomize-controller up in {flux_cluster.timings[KUSTOMIZE_CONTROLLER]}s")
+    return metrics
 
 
 @pytest.fixture(scope="session")
