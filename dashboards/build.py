@@ -21,16 +21,29 @@ from typing import Any
 OUTPUT = Path(__file__).with_name("flux-oci-trigger.json")
 UID = "flux-oci-trigger"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-NS = 'namespace=~"$namespace"'
-TARGET = "kind, namespace, name"
+# The label that tells clusters apart, as kubernetes-mixin's clusterLabel. Every selector
+# carries cluster=~"$cluster"; its All value is .*, which also matches series without the
+# label, so a single-cluster Prometheus needs no cluster label at all.
+CLUSTER_LABEL = "cluster"
+# Every selector: the cluster, the scrape job and the replica (dashboard-linter's
+# target-job-rule and target-instance-rule).
+JOB = f'{CLUSTER_LABEL}=~"$cluster", job=~"$job", instance=~"$instance"'
+# Per-object series also carry the Flux object's namespace.
+NS = f'{JOB}, namespace=~"$namespace"'
+# What identifies a target across clusters: the join key of the per-target series.
+TARGET = f"{CLUSTER_LABEL}, kind, namespace, name"
 RATE = "$__rate_interval"
-JOB = 'job=~"$job"'
+# The recording rule that puts Flux Operator's Ready condition next to the lag
+# (alerts/flux-oci-trigger.rules.yaml).
+FLUX_READY = "kind_namespace_name:flux_oci_target_lag_seconds:flux_ready"
 
 # Values that make every expression concrete, e.g. for a PromQL syntax check.
 SAMPLE_VARIABLES = {
+    "$cluster": ".*",
     "$namespace": ".*",
     "$__rate_interval": "5m",
     "$job": "flux-oci-trigger",
+    "$instance": ".+",
 }
 
 JSON = dict[str, Any]
@@ -71,7 +84,7 @@ def _behind() -> str:
 def _quantiles(metric: str, by: str) -> tuple[Query, ...]:
     return tuple(
         Query(
-            f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket[{RATE}])))",
+            f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{JOB}}}[{RATE}])))",
             f"p{round(q * 100)} {{{{{by}}}}}",
         )
         for q in (0.5, 0.95)
@@ -201,6 +214,33 @@ ROWS: tuple[Row, ...] = (
                 ),
             ),
             Panel(
+                "Flux Ready next to the lag",
+                "table",
+                (Query(f"{FLUX_READY}{{{NS}}}", instant=True),),
+                width=24,
+                description="Each target's lag and state with the Ready condition, reason and "
+                "suspension Flux Operator reports (flux_resource_info, joined by the recording "
+                "rule); ready is empty where Flux Operator is not scraped.",
+                transformations=(
+                    _hide_and_rename(
+                        ("Time", "__name__", "job", "instance"),
+                        {"Value": "lag"},
+                        [
+                            "kind",
+                            "namespace",
+                            "name",
+                            "state",
+                            "ready",
+                            "reason",
+                            "suspended",
+                            "Value",
+                        ],
+                    ),
+                    {"id": "sortBy", "options": {"sort": [{"field": "lag", "desc": True}]}},
+                ),
+                overrides=(_unit_override("lag", "s"),),
+            ),
+            Panel(
                 "Lag",
                 "timeseries",
                 (Query(_behind(), "{{kind}} {{namespace}}/{{name}}"),),
@@ -212,6 +252,8 @@ ROWS: tuple[Row, ...] = (
                 "timeseries",
                 (Query(f"sum by (state) (flux_oci_target_state{{{NS}}})", "{{state}}"),),
                 stacked=True,
+                description="Targets in each state over time: a growing error, stuck or "
+                "config_error band needs a look (README: When things fail).",
             ),
         ),
     ),
@@ -234,6 +276,8 @@ ROWS: tuple[Row, ...] = (
                 ),
                 width=8,
                 unit="reqps",
+                description="Reconcile requests (merge patches) sent to Flux objects, and those "
+                "the API server refused.",
             ),
             Panel(
                 "Request → applied",
@@ -261,12 +305,15 @@ ROWS: tuple[Row, ...] = (
                 "timeseries",
                 (
                     Query(
-                        f"sum by (registry, code) (rate(flux_oci_registry_requests_total[{RATE}]))",
+                        "sum by (registry, code) "
+                        f"(rate(flux_oci_registry_requests_total{{{JOB}}}[{RATE}]))",
                         "{{registry}} {{code}}",
                     ),
                 ),
                 unit="reqps",
                 stacked=True,
+                description="Registry HTTP requests by answer code; error is a request that got "
+                "no answer (timeout, connection refused).",
             ),
             Panel(
                 "Error ratio",
@@ -274,8 +321,8 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "sum by (registry) (rate(flux_oci_registry_requests_total"
-                        f'{{code=~"5..|error"}}[{RATE}])) / sum by (registry) '
-                        f"(rate(flux_oci_registry_requests_total[{RATE}]))",
+                        f'{{{JOB}, code=~"5..|error"}}[{RATE}])) / sum by (registry) '
+                        f"(rate(flux_oci_registry_requests_total{{{JOB}}}[{RATE}]))",
                         "{{registry}}",
                     ),
                 ),
@@ -287,11 +334,14 @@ ROWS: tuple[Row, ...] = (
                 "timeseries",
                 (
                     Query(
-                        f"sum by (registry) (rate(flux_oci_registry_rate_limited_total[{RATE}]))",
+                        "sum by (registry) "
+                        f"(rate(flux_oci_registry_rate_limited_total{{{JOB}}}[{RATE}]))",
                         "{{registry}}",
                     ),
                 ),
                 unit="reqps",
+                description="HTTP 429 answers; the object waits for Retry-After (at most 10 "
+                "minutes) before its next check.",
             ),
             Panel(
                 "Request duration p95",
@@ -299,31 +349,35 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "histogram_quantile(0.95, sum by (registry, le) "
-                        f"(rate(flux_oci_registry_request_duration_seconds_bucket[{RATE}])))",
+                        f"(rate(flux_oci_registry_request_duration_seconds_bucket{{{JOB}}}[{RATE}])))",
                         "{{registry}}",
                     ),
                 ),
                 unit="s",
+                description="95th percentile of one registry HTTP exchange, token requests "
+                "included.",
             ),
             Panel(
                 "Check errors by reason",
                 "timeseries",
                 (
                     Query(
-                        f"sum by (reason) (rate(flux_oci_check_errors_total[{RATE}]))",
+                        f"sum by (reason) (rate(flux_oci_check_errors_total{{{JOB}}}[{RATE}]))",
                         "{{reason}}",
                     ),
                 ),
                 unit="ops",
                 stacked=True,
+                description="Failed target checks by reason (auth, not_found, rate_limited, "
+                "unavailable, protocol, config, ...).",
             ),
             Panel(
                 "Tag cache hit ratio",
                 "timeseries",
                 (
                     Query(
-                        f"sum(rate(flux_oci_tag_cache_hits_total[{RATE}])) / "
-                        f"sum(rate(flux_oci_tag_cache_requests_total[{RATE}]))",
+                        f"sum(rate(flux_oci_tag_cache_hits_total{{{JOB}}}[{RATE}])) / "
+                        f"sum(rate(flux_oci_tag_cache_requests_total{{{JOB}}}[{RATE}]))",
                         "hit ratio",
                     ),
                 ),
@@ -350,35 +404,37 @@ ROWS: tuple[Row, ...] = (
             Panel(
                 "Up",
                 "stat",
-                (Query('up{job=~"$job"}', "{{instance}}"),),
+                (Query(f"up{{{JOB}}}", "{{instance}}"),),
                 width=4,
+                description="1 when Prometheus scrapes the exporter replica, 0 when it cannot.",
             ),
             Panel(
                 "Version",
                 "stat",
-                (Query('count by (version) (flux_oci_build_info{job=~"$job"})', "{{version}}"),),
+                (Query(f"count by (version) (flux_oci_build_info{{{JOB}}})", "{{version}}"),),
                 width=4,
                 options={"textMode": "name", "reduceOptions": {"calcs": ["lastNotNull"]}},
+                description="Exporter versions running; two during a rolling update.",
             ),
             Panel(
                 "Memory",
                 "timeseries",
-                (Query('process_resident_memory_bytes{job=~"$job"}', "{{instance}}"),),
+                (Query(f"process_resident_memory_bytes{{{JOB}}}", "{{instance}}"),),
                 width=4,
                 unit="bytes",
+                description="Resident memory of each exporter replica.",
             ),
             Panel(
                 "Kubernetes API: failed calls and relists",
                 "timeseries",
                 (
                     Query(
-                        f'sum by (resource) (rate(flux_oci_kube_api_errors_total{{job=~"$job"}}'
+                        f"sum by (resource) (rate(flux_oci_kube_api_errors_total{{{JOB}}}"
                         f"[{RATE}]))",
                         "errors {{resource}}",
                     ),
                     Query(
-                        f'sum by (resource) (increase(flux_oci_kube_lists_total{{job=~"$job"}}'
-                        f"[{RATE}]))",
+                        f"sum by (resource) (increase(flux_oci_kube_lists_total{{{JOB}}}[{RATE}]))",
                         "lists {{resource}}",
                     ),
                 ),
@@ -403,7 +459,7 @@ ROWS: tuple[Row, ...] = (
                 (
                     Query(
                         "sum by (source, result) "
-                        f'(rate(flux_oci_events_received_total{{job=~"$job"}}[{RATE}]))',
+                        f"(rate(flux_oci_events_received_total{{{JOB}}}[{RATE}]))",
                         "{{source}} {{result}}",
                     ),
                 ),
@@ -520,7 +576,35 @@ def _layout() -> list[JSON]:
     return panels
 
 
+def _query_variable(name: str, metric: str, selector: str, all_value: str) -> JSON:
+    """A multi-select variable read with label_values from one of the exporter's metrics."""
+    query = (
+        f"label_values({metric}{{{selector}}}, {name})"
+        if selector
+        else (f"label_values({metric}, {name})")
+    )
+    return {
+        "name": name,
+        "label": name.capitalize(),
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "multi": True,
+        "includeAll": True,
+        "allValue": all_value,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "refresh": 2,
+        "sort": 1,
+        "hide": 0,
+    }
+
+
 def _variables() -> list[JSON]:
+    """Data source, then cluster, job, instance and namespace, each narrowed by the ones
+    before it. job and instance match dashboard-linter's template rules (All is .+);
+    cluster's and namespace's All is .*, which also matches a series without the label."""
+    cluster = f'{CLUSTER_LABEL}=~"$cluster"'
     return [
         {
             "name": "datasource",
@@ -530,36 +614,10 @@ def _variables() -> list[JSON]:
             "current": {},
             "hide": 0,
         },
-        {
-            "name": "namespace",
-            "label": "Namespace",
-            "type": "query",
-            "datasource": DATASOURCE,
-            "query": {"query": "label_values(flux_oci_sources, namespace)", "refId": "ns"},
-            "definition": "label_values(flux_oci_sources, namespace)",
-            "multi": True,
-            "includeAll": True,
-            "allValue": ".*",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "refresh": 2,
-            "sort": 1,
-            "hide": 0,
-        },
-        {
-            "name": "job",
-            "label": "Job",
-            "type": "query",
-            "datasource": DATASOURCE,
-            "query": {"query": "label_values(flux_oci_build_info, job)", "refId": "job"},
-            "definition": "label_values(flux_oci_build_info, job)",
-            "multi": False,
-            "includeAll": True,
-            "allValue": ".*",
-            "current": {"selected": True, "text": "All", "value": "$__all"},
-            "refresh": 2,
-            "sort": 1,
-            "hide": 0,
-        },
+        _query_variable(CLUSTER_LABEL, "flux_oci_build_info", "", ".*"),
+        _query_variable("job", "flux_oci_build_info", cluster, ".+"),
+        _query_variable("instance", "flux_oci_build_info", f'{cluster}, job=~"$job"', ".+"),
+        _query_variable("namespace", "flux_oci_sources", JOB, ".*"),
     ]
 
 
@@ -569,7 +627,7 @@ def dashboard() -> JSON:
         "title": "Flux OCI trigger",
         "description": "Flux OCI sources: usage, lag behind the registries, reconcile requests.",
         "tags": ["flux", "oci", "flux-oci-trigger"],
-        "editable": True,
+        "editable": False,
         "graphTooltip": 1,
         "schemaVersion": 39,
         "version": 1,

@@ -25,12 +25,19 @@ def test_dashboard_structure() -> None:
     board = json.loads(build.OUTPUT.read_text(encoding="utf-8"))
     assert board["uid"] == "flux-oci-trigger"
     assert 36 <= board["schemaVersion"] <= 41
+    assert board["editable"] is False
     variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert list(variables) == ["datasource", "cluster", "job", "instance", "namespace"]
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    namespace = variables["namespace"]
-    assert namespace["multi"] and namespace["includeAll"]
-    assert namespace["definition"] == "label_values(flux_oci_sources, namespace)"
+    for name in ("cluster", "job", "instance", "namespace"):
+        variable = variables[name]
+        assert variable["multi"] and variable["includeAll"], name
+        assert variable["definition"].startswith("label_values(flux_oci_"), name
+        assert variable["definition"].endswith(f", {name})"), name
+    # All must also match series without a cluster label (single-cluster Prometheus)
+    assert variables["cluster"]["allValue"] == ".*"
+    assert variables["job"]["allValue"] == variables["instance"]["allValue"] == ".+"
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
@@ -40,6 +47,7 @@ def test_dashboard_structure() -> None:
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["targets"], panel["title"]
+        assert panel.get("description"), panel["title"]
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)), panel["title"]
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
@@ -82,7 +90,7 @@ def test_concrete_replaces_every_variable() -> None:
     for expr in build.expressions():
         assert "$" not in build.concrete(expr)
     with pytest.raises(ValueError, match="unsubstituted"):
-        build.concrete('up{job="$cluster"}')
+        build.concrete('up{job="$region"}')
 
 
 @pytest.mark.prometheus
@@ -91,6 +99,44 @@ def test_expression_is_valid_and_returns_data(prometheus: PrometheusAPI, expr: s
     status, body = prometheus.query(build.concrete(expr))
     assert status == 200 and body["status"] == "success", body
     assert body["data"]["result"], f"no data for {expr!r}"
+
+
+def _variable_selectors() -> list[str]:
+    return [
+        v["definition"].removeprefix("label_values(").rsplit(",", 1)[0]
+        for v in build.dashboard()["templating"]["list"]
+        if v["type"] == "query"
+    ]
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("selector", _variable_selectors())
+def test_variable_selector_returns_data(prometheus: PrometheusAPI, selector: str) -> None:
+    """Each variable lists values from the exporter's series, whatever the ones before it."""
+    status, body = prometheus.query(build.concrete(selector))
+    assert status == 200 and body["data"]["result"], (selector, body)
+
+
+@pytest.mark.prometheus
+def test_all_clusters_match_series_without_a_cluster_label(prometheus: PrometheusAPI) -> None:
+    """The sample scrape has no cluster label: All (.*) must match, a named cluster must not."""
+    expr = next(e for e in build.expressions() if e.startswith("up{"))
+    _, body = prometheus.query(build.concrete(expr))
+    assert body["data"]["result"]
+    _, body = prometheus.query(build.concrete(expr, build.SAMPLE_VARIABLES | {"$cluster": "east"}))
+    assert body["data"]["result"] == []
+
+
+@pytest.mark.prometheus
+def test_flux_ready_panel_reads_the_recording_rule(prometheus: PrometheusAPI) -> None:
+    """Without Flux Operator's series the recorded join keeps each target's lag and state."""
+    expr = next(e for e in build.expressions() if e.startswith(build.FLUX_READY))
+    _, body = prometheus.query(build.concrete(expr))
+    rows = {r["metric"]["name"]: r for r in body["data"]["result"]}
+    assert set(rows) == {"podinfo", "apps-podinfo", "web"}
+    assert rows["web"]["metric"]["state"] == "stuck"
+    assert float(rows["web"]["value"][1]) == 2400
+    assert "ready" not in rows["web"]["metric"]
 
 
 @pytest.mark.prometheus
