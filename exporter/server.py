@@ -4,7 +4,10 @@ done, first full check done).
 A scrape serves the per-target families as already-rendered bytes (``targets``, gzip
 when the scraper accepts it) followed by the small self-instrumentation registry,
 rendered at most once per ``LIVE_TTL`` and shared by concurrent scrapes: no I/O, no
-registry or API call, nothing proportional to the number of targets computed.
+registry or API call, nothing proportional to the number of targets computed. The format
+is negotiated (``Accept``): OpenMetrics 1.0.0 when the scraper prefers it, as Prometheus
+does, else the text format 0.0.4; both are written by prometheus_client's own functions,
+and neither carries ``_created`` series.
 
 The port is reachable by anything in the cluster, so clients are not trusted to be quick
 or polite. One thread owns every socket: it accepts, reads request heads and writes
@@ -27,11 +30,15 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
+from enum import Enum
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +62,89 @@ class _Conn:
     out: list[memoryview] = field(default_factory=list)
 
 
-class _LiveCache:
-    """``generate_latest`` of one registry, plain and gzipped, reused for ``ttl`` seconds."""
+class Format(Enum):
+    """An exposition format /metrics can answer in; prometheus_client writes both."""
 
-    def __init__(self, registry: CollectorRegistry, ttl: float) -> None:
+    TEXT = "text"  # text format 0.0.4
+    OPENMETRICS = "openmetrics"  # OpenMetrics 1.0.0
+
+    @property
+    def content_type(self) -> str:
+        if self is Format.OPENMETRICS:
+            return openmetrics.CONTENT_TYPE_LATEST
+        return CONTENT_TYPE_PLAIN_0_0_4
+
+    @property
+    def trailer(self) -> bytes:
+        """What ends a whole exposition (and so appears once, at the very end)."""
+        return b"# EOF\n" if self is Format.OPENMETRICS else b""
+
+    def render(self, collector: Collector) -> bytes:
+        if self is Format.OPENMETRICS:
+            return bytes(openmetrics.generate_latest(collector))  # type: ignore[no-untyped-call]
+        return generate_latest(collector)
+
+
+def negotiate(accept: str) -> Format:
+    """The format an ``Accept`` header prefers: OpenMetrics 1.0.0 (``version=1.0.0`` or no
+    version) when it ranks first by q-value (the first listed of equals), else text."""
+    best, best_q = Format.TEXT, 0.0
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q, version = 1.0, ""
+        for param in params:
+            key, _, value = param.partition("=")
+            key, value = key.strip().lower(), value.strip().strip('"')
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+            elif key == "version":
+                version = value
+        media = media.lower()
+        if media == "application/openmetrics-text" and version in ("", "1.0.0"):
+            offered = Format.OPENMETRICS
+        elif media in ("text/plain", "text/*", "*/*"):
+            offered = Format.TEXT
+        else:
+            continue
+        if q > best_q:
+            best, best_q = offered, q
+    return best
+
+
+class _WithoutCreated(Collector):
+    """A registry's families without their ``_created`` samples: creation times of
+    counters and histograms are noise on a dashboard and a series each."""
+
+    def __init__(self, registry: Collector) -> None:
         self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            created = metric.name + "_created"
+            metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+class _LiveCache:
+    """One registry rendered per format, plain and gzipped, reused for ``ttl`` seconds."""
+
+    def __init__(self, registry: Collector, ttl: float) -> None:
+        self._registry = _WithoutCreated(registry)
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._rendered: tuple[float, bytes, bytes] | None = None
+        self._rendered: dict[Format, tuple[float, bytes, bytes]] = {}
 
-    def get(self, gzipped: bool) -> bytes:
+    def get(self, fmt: Format, gzipped: bool) -> bytes:
         with self._lock:  # concurrent misses wait for one rendering
             now = time.monotonic()
-            if self._rendered is None or now - self._rendered[0] >= self._ttl:
-                text = generate_latest(self._registry)
-                self._rendered = (now, text, gzip.compress(text, 1))
-            _, text, zipped = self._rendered
-            return zipped if gzipped else text
+            rendered = self._rendered.get(fmt)
+            if rendered is None or now - rendered[0] >= self._ttl:
+                text = fmt.render(self._registry)
+                rendered = self._rendered[fmt] = (now, text, gzip.compress(text, 1))
+            return rendered[2] if gzipped else rendered[1]
 
 
 class Endpoints:
@@ -80,8 +153,8 @@ class Endpoints:
     def __init__(
         self,
         address: tuple[str, int],
-        registry: CollectorRegistry,
-        targets: Callable[[bool], bytes],
+        registry: Collector,
+        targets: Callable[[Format, bool], bytes],
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
         *,
@@ -293,6 +366,12 @@ class Endpoints:
             self._done.put((conn, parts))
             self._wake()
 
+    def metrics_body(self, fmt: Format, gzipped: bool) -> list[bytes]:
+        """The parts of a /metrics answer. The large one is sent as rendered, never copied;
+        two gzip members one after the other make one valid gzip stream. The live part
+        comes last: it carries OpenMetrics' closing ``# EOF``."""
+        return [self.targets(fmt, gzipped), self.live.get(fmt, gzipped)]
+
     def _respond(self, head: bytes) -> list[bytes]:
         request = _parse_head(head)
         if request is None:
@@ -302,12 +381,13 @@ class Endpoints:
             return _response(405, b"only GET\n", _TEXT, {"Allow": "GET, HEAD"})
         path = target.split("?", 1)[0]
         if path == "/metrics":
+            fmt = negotiate(headers.get("accept", ""))
             zipped = _accepts_gzip(headers.get("accept-encoding", ""))
-            # the large part is sent as rendered, never copied; two gzip members
-            # written one after the other make one valid gzip stream
-            parts = [self.targets(zipped), self.live.get(zipped)]
-            encoding = {"Content-Encoding": "gzip"} if zipped else {}
-            answer = _response(200, parts, CONTENT_TYPE_LATEST, encoding)
+            parts = self.metrics_body(fmt, zipped)
+            extra = {"Vary": "Accept, Accept-Encoding"}
+            if zipped:
+                extra["Content-Encoding"] = "gzip"
+            answer = _response(200, parts, fmt.content_type, extra)
         elif path in ("/healthz", "/readyz"):
             ok, why = (self.healthy if path == "/healthz" else self.ready)()
             answer = _response(200 if ok else 503, (why + "\n").encode(), _TEXT)

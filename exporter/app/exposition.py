@@ -2,14 +2,19 @@
 
 At ten thousand targets, building the per-target series at scrape time costs seconds of
 CPU per scrape and competes with the checks. Instead a renderer thread turns the state
-snapshot into exposition bytes (text format 0.0.4) once per change, at most every
-``min_gap`` seconds, reusing each unchanged target's lines from the previous render,
-and keeps a gzip copy; a scrape only copies bytes.
+snapshot into exposition bytes, in each format /metrics offers (text 0.0.4 and
+OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds, and keeps a gzip
+copy of each; a scrape only copies bytes. prometheus_client writes every line: the
+targets that changed since the last render go through its ``generate_latest`` together,
+one family per metric name, and each target keeps its own lines until it changes again;
+a render assembles each family's header (written by the library once) and the targets'
+lines. OpenMetrics' closing ``# EOF`` is left to the part served last.
 
 Series per target: ``flux_oci_target_info`` (1), ``flux_oci_target_state`` (one series,
 the current state, value 1: ``sum by (state)`` and ``state="x" == 1`` work as before, at a
-tenth of the one-hot set's size), lag, versions behind, last check, and the two request
-counters. Names and labels are a public contract (dashboard, alerts).
+tenth of the one-hot set's size), lag (milliseconds), versions behind, last check (whole
+seconds), and the two request counters. Names and labels are a public contract
+(dashboard, alerts).
 """
 
 from __future__ import annotations
@@ -17,44 +22,66 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client.utils import floatToGoString
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from exporter.app.state import Snapshot, StateStore, TargetRow
 from exporter.flux.targets import TargetId
+from exporter.server import Format
 
 TARGET_LABELS = ("kind", "namespace", "name")
+INFO_LABELS = (*TARGET_LABELS, "url", "rule", "applied_revision", "latest_revision")
+# name (counters without ``_total``: the library adds it where the format wants it),
+# type, labels, help
 FAMILIES = (
-    ("flux_oci_target_info", "gauge",
+    ("flux_oci_target_info", "gauge", INFO_LABELS,
      "What Flux applied and the freshest artifact it would apply (value 1). {cached}"),
-    ("flux_oci_target_state", "gauge",
+    ("flux_oci_target_state", "gauge", (*TARGET_LABELS, "state"),
      "The target's current state (value 1; one series per target, labelled with its state)."),
-    ("flux_oci_target_lag_seconds", "gauge",
+    ("flux_oci_target_lag_seconds", "gauge", TARGET_LABELS,
      "How long a newer artifact has waited to be applied; 0 when up to date. {cached}"),
-    ("flux_oci_target_versions_behind", "gauge",
+    ("flux_oci_target_versions_behind", "gauge", TARGET_LABELS,
      "Matching tags newer than the applied one (1 for a moved mutable tag). {cached}"),
-    ("flux_oci_target_last_check_timestamp_seconds", "gauge",
+    ("flux_oci_target_last_check_timestamp_seconds", "gauge", TARGET_LABELS,
      "Unix time of the target's last successful registry check (cache hits included)."),
-    ("flux_oci_reconcile_requests_total", "counter", "Reconcile requests sent (dry-run excluded)."),
-    ("flux_oci_reconcile_request_errors_total", "counter",
+    ("flux_oci_reconcile_requests", "counter", TARGET_LABELS,
+     "Reconcile requests sent (dry-run excluded)."),
+    ("flux_oci_reconcile_request_errors", "counter", TARGET_LABELS,
      "Reconcile request patches that failed."),
 )  # fmt: skip
-_EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
+SOURCES_LABELS = ("kind", "namespace", "opted_in", "shard")
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
+CHUNK = 2048  # targets rendered per library call: bounds the transient text
+FORMATS = tuple(Format)
+_EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
+_NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
+
+# one target's samples: per family, its label values and value (None: no sample)
+_Values = tuple[tuple[tuple[str, ...], float] | None, ...]
 
 
-def _num(value: float) -> str:
-    return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # Go's float format
+class _Families(Collector):
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+def _family(index: int, help_text: str) -> GaugeMetricFamily | CounterMetricFamily:
+    name, kind, labels, _ = FAMILIES[index]
+    if kind == "counter":
+        return CounterMetricFamily(name, help_text, labels=labels)
+    return GaugeMetricFamily(name, help_text, labels=labels)
 
 
-def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+def _without_trailer(fmt: Format, text: bytes) -> bytes:
+    if not text.endswith(fmt.trailer):
+        raise RuntimeError(f"{fmt.value} exposition does not end as expected")
+    return text[: len(text) - len(fmt.trailer)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +89,8 @@ class _Lines:
     row: TargetRow
     requests: int
     errors: int
-    lines: tuple[bytes, ...]  # one entry per family, b"" when the family has no sample
+    values: _Values
+    lines: tuple[tuple[bytes, ...], ...]  # per format (FORMATS), per family; b"": no sample
 
 
 def _short(revision: str) -> str:
@@ -74,30 +102,29 @@ def _short(revision: str) -> str:
     return revision[: at + 8 + 12]
 
 
-def _render_row(row: TargetRow, requests: int, errors: int) -> tuple[bytes, ...]:
-    ids = (("kind", row.id.kind.value), ("namespace", row.id.namespace), ("name", row.id.name))
-    base = _labels(ids)
-    info = _labels((*ids, ("url", row.url), ("rule", row.rule),
-                    ("applied_revision", _short(row.applied_revision)),
-                    ("latest_revision", _short(row.latest_revision))))  # fmt: skip
-    state = _labels((*ids, ("state", row.state.value)))
-    last = ""
-    if row.last_check is not None:  # whole seconds: ten digits, not Go's 1.764e+09 form
-        name = "flux_oci_target_last_check_timestamp_seconds"
-        last = f"{name}{base} {int(row.last_check)}\n"
-    # request counters appear with the first request (as a labelled counter's child does)
-    sent = f"flux_oci_reconcile_requests_total{base} {requests}\n" if requests else ""
-    failed = f"flux_oci_reconcile_request_errors_total{base} {errors}\n" if errors else ""
-    lines = (
-        f"flux_oci_target_info{info} 1\n",
-        f"flux_oci_target_state{state} 1\n",
-        f"flux_oci_target_lag_seconds{base} {_num(row.lag_seconds)}\n",
-        f"flux_oci_target_versions_behind{base} {row.versions_behind}\n",
-        last,
-        sent,
-        failed,
+def _values(row: TargetRow, requests: int, errors: int) -> _Values:
+    ids = (row.id.kind.value, row.id.namespace, row.id.name)
+    info = (*ids, row.url, row.rule, _short(row.applied_revision), _short(row.latest_revision))
+    return (
+        (info, 1.0),
+        ((*ids, row.state.value), 1.0),
+        (ids, round(row.lag_seconds, 3)),  # milliseconds: the rest is noise, and bytes
+        (ids, float(row.versions_behind)),
+        # whole seconds: the check's time is known to the second
+        None if row.last_check is None else (ids, float(int(row.last_check))),
+        # request counters appear with the first request (as a labelled counter's child does)
+        (ids, float(requests)) if requests else None,
+        (ids, float(errors)) if errors else None,
     )
-    return tuple(line.encode() for line in lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """One render of a snapshot: the per-target part of /metrics in every format."""
+
+    version: int  # the snapshot's
+    plain: dict[Format, bytes]
+    zipped: dict[Format, bytes]
 
 
 class Exposition:
@@ -115,13 +142,19 @@ class Exposition:
         self._leading = leading  # a standby serves none of these (no double counting)
         self._min_gap = min_gap
         cached = f"Tags are cached for {tag_ttl:g}s, so values lag the registry by up to that."
-        self._headers = tuple(
-            f"# HELP {name} {text.format(cached=cached)}\n# TYPE {name} {kind}\n"
-            for name, kind, text in FAMILIES
-        )
+        self._help = tuple(text.format(cached=cached) for *_, text in FAMILIES)
+        # each family's HELP and TYPE lines, as the library writes them for a family
+        # without samples
+        self._headers = {
+            fmt: tuple(
+                _without_trailer(fmt, fmt.render(_Families([_family(i, h)])))
+                for i, h in enumerate(self._help)
+            )
+            for fmt in Format
+        }
         self._lines: dict[TargetId, _Lines] = {}
         self._lock = threading.Lock()
-        self._body: tuple[int, bytes, bytes] | None = None  # version, text, gzip
+        self._rendering: Rendering | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
         self.renders = 0
@@ -134,54 +167,45 @@ class Exposition:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def body(self, *, gzipped: bool = False) -> bytes:
+    def body(self, fmt: Format = Format.TEXT, gzipped: bool = False) -> bytes:
         """The latest rendering; the first call renders if the thread has not yet."""
         if not self._leading():
             return _EMPTY_GZIP if gzipped else b""
         with self._lock:
-            current = self._body
+            current = self._rendering
         if current is None:
             current = self.render()
-        return current[2] if gzipped else current[1]
+        return current.zipped[fmt] if gzipped else current.plain[fmt]
 
-    def render(self) -> tuple[int, bytes, bytes]:
+    def render(self) -> Rendering:
         snapshot = self._store.snapshot()
-        text = self._text(snapshot)
-        rendered = (snapshot.version, text, gzip.compress(text, compresslevel=1))
+        plain = self._texts(snapshot)
+        rendering = Rendering(
+            snapshot.version,
+            plain,
+            {fmt: gzip.compress(text, compresslevel=1) for fmt, text in plain.items()},
+        )
         with self._lock:
-            self._body = rendered
+            self._rendering = rendering
             self.renders += 1
-        return rendered
+        return rendering
 
     def _run(self) -> None:
         version = -1
         while not self._stop.is_set():
             version = self._store.wait_for_change(version, timeout=1.0)
             with self._lock:
-                done = self._body[0] if self._body else None
+                done = self._rendering.version if self._rendering else None
             if done != version:
                 started = time.perf_counter()
-                version = self.render()[0]
+                version = self.render().version
                 # at most ~5 % of a core on rendering, however large the exposition
                 took = time.perf_counter() - started
                 self._stop.wait(max(self._min_gap, 20 * took))
 
-    def _text(self, snap: Snapshot) -> bytes:
-        sources = [
-            "flux_oci_sources"
-            + _labels(
-                (
-                    ("kind", k),
-                    ("namespace", ns),
-                    ("opted_in", "true" if o else "false"),
-                    ("shard", self._shard),
-                )
-            )
-            + f" {_num(n)}\n"
-            for (k, ns, o), n in sorted(snap.sources.items())
-        ]
-        families: list[list[bytes]] = [[h.encode()] for h in self._headers]
+    def _texts(self, snap: Snapshot) -> dict[Format, bytes]:
         fresh: dict[TargetId, _Lines] = {}
+        changed: list[_Lines] = []  # the new values, with the lines they replace
         for row in snap.targets:
             requests = snap.requests.get(row.id, 0)
             errors = snap.request_errors.get(row.id, 0)
@@ -189,11 +213,71 @@ class Exposition:
             if known is None or known.row is not row or (known.requests, known.errors) != (
                 requests, errors,
             ):  # fmt: skip
-                known = _Lines(row, requests, errors, _render_row(row, requests, errors))
-            fresh[row.id] = known
-            for family, line in zip(families, known.lines, strict=True):
-                if line:
-                    family.append(line)
+                values = _values(row, requests, errors)
+                old = known.lines if known is not None else _NO_LINES
+                changed.append(_Lines(row, requests, errors, values, old))
+            else:
+                fresh[row.id] = known
+        for start in range(0, len(changed), CHUNK):
+            for done in self._render(changed[start : start + CHUNK]):
+                fresh[done.row.id] = done
         self._lines = fresh
-        head = f"# HELP flux_oci_sources {SOURCES_HELP}\n# TYPE flux_oci_sources gauge\n"
-        return (head + "".join(sources)).encode() + b"".join(b"".join(f) for f in families)
+        ordered = [fresh[row.id].lines for row in snap.targets]
+        texts: dict[Format, bytes] = {}
+        for f, fmt in enumerate(FORMATS):
+            parts = [self._sources(fmt, snap)]
+            for index, header in enumerate(self._headers[fmt]):
+                parts.append(header)
+                parts.extend([lines[f][index] for lines in ordered])
+            texts[fmt] = b"".join(parts)
+        return texts
+
+    def _render(self, changed: list[_Lines]) -> list[_Lines]:
+        """New lines for the samples whose values changed (a check usually moves only the
+        last check's time), from one library call per format: each family holds those
+        samples of every target, in target order."""
+        families = [_family(i, h) for i, h in enumerate(self._help)]
+        slots: list[list[int]] = [[] for _ in FAMILIES]  # per family: whose sample, in order
+        redo: list[list[int]] = []  # per target: the families whose line changes
+        for at, target in enumerate(changed):
+            before = self._lines.get(target.row.id)
+            redo.append([])
+            for index, sample in enumerate(target.values):
+                if before is not None and before.values[index] == sample:
+                    continue
+                redo[at].append(index)
+                if sample is not None:
+                    families[index].add_metric(*sample)
+                    slots[index].append(at)
+        order = [(at, index) for index, owned in enumerate(slots) for at in owned]
+        rendered: list[list[list[bytes]]] = []  # per format, per target, per family
+        for fmt in FORMATS:
+            split = [list(target.lines[len(rendered)]) for target in changed]
+            for at, indexes in enumerate(redo):
+                for index in indexes:
+                    split[at][index] = b""  # gone, unless a new line comes below
+            if order:
+                text = fmt.render(_Families(families))
+                # a sample line never starts with "#", and the library escapes every
+                # line break in a label value: the lines come back in the order given
+                found = [ln + b"\n" for ln in text.split(b"\n") if ln and ln[0] != 35]
+                if len(found) != len(order):
+                    raise RuntimeError(f"{fmt.value}: {len(found)} lines for {len(order)}")
+                for (at, index), line in zip(order, found, strict=True):
+                    split[at][index] = line
+            rendered.append(split)
+        return [
+            _Lines(
+                target.row, target.requests, target.errors, target.values,
+                tuple(tuple(per_format[at]) for per_format in rendered),
+            )
+            for at, target in enumerate(changed)
+        ]  # fmt: skip
+
+    def _sources(self, fmt: Format, snap: Snapshot) -> bytes:
+        family = GaugeMetricFamily("flux_oci_sources", SOURCES_HELP, labels=SOURCES_LABELS)
+        for (kind, namespace, opted_in), count in sorted(snap.sources.items()):
+            family.add_metric(
+                (kind, namespace, "true" if opted_in else "false", self._shard), count
+            )
+        return _without_trailer(fmt, fmt.render(_Families([family])))

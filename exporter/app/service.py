@@ -197,7 +197,7 @@ class Service:
         server = Endpoints(
             (host.strip("[]") or "0.0.0.0", int(port)),
             self.metrics.registry,
-            lambda zipped: self.exposition.body(gzipped=zipped),
+            self.exposition.body,
             self.healthy,
             self.ready,
         )

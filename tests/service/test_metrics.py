@@ -1,4 +1,6 @@
-"""Metrics exposition: names, labels, no stale series, and promtool's own lint."""
+"""Metrics exposition: names, labels, no stale series, and promtool's own lint.
+
+``scrape`` is what /metrics serves (see ``tests/service/test_formats.py`` for the wire)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.exposition import Exposition
@@ -15,6 +16,7 @@ from exporter.app.state import StateStore, TargetRow
 from exporter.flux.targets import State, TargetId, TargetKind
 from exporter.metrics import CHECK_ERROR_REASONS, Metrics
 from exporter.registry.cache import CacheStats
+from exporter.server import Endpoints, Format
 
 APP = TargetId(TargetKind.OCI_REPOSITORY, "team-a", "app")
 CHART = TargetId(TargetKind.HELM_CHART, "team-b", "team-b-web")
@@ -41,9 +43,18 @@ def setup() -> tuple[Metrics, StateStore]:
     return metrics, store
 
 
-def scrape(metrics: Metrics, store: StateStore) -> bytes:
+def scrape(metrics: Metrics, store: StateStore, fmt: Format = Format.TEXT) -> bytes:
     """What /metrics serves: the rendered per-target families, then the live registry."""
-    return Exposition(store, 60).render()[1] + generate_latest(metrics.registry)
+    exposition = Exposition(store, 60)
+    server = Endpoints(("127.0.0.1", 0), metrics.registry, exposition.body, ok, ok)
+    try:
+        return b"".join(server.metrics_body(fmt, gzipped=False))
+    finally:
+        server.stop()
+
+
+def ok() -> tuple[bool, str]:
+    return True, "ok"
 
 
 def value(text: bytes, name: str, labels: dict[str, str] | None = None) -> float | None:
@@ -94,15 +105,18 @@ def test_a_render_reuses_unchanged_rows_and_serves_gzip() -> None:
     first = exposition.render()
     store.put(row(APP, State.PENDING, last_check=2e9))
     second = exposition.render()
-    assert second[0] > first[0]
-    assert b'state="pending"' in second[1] and b'state="behind"' not in second[1]
-    assert gzip.decompress(exposition.body(gzipped=True)) == exposition.body()
+    assert second.version > first.version
+    for fmt in Format:
+        text = second.plain[fmt]
+        assert b'state="pending"' in text and b'state="behind"' not in text
+        assert b"2e+09" in text and b"1e+09" in text  # the chart's line is the one kept
+        assert gzip.decompress(exposition.body(fmt, gzipped=True)) == exposition.body(fmt)
 
 
 def test_label_values_are_escaped() -> None:
     store = StateStore()
     store.put(row(APP, State.ERROR, rule='semver >=1 filter ^v\\d+"x"\n'))
-    text = Exposition(store, 60).render()[1]
+    text = Exposition(store, 60).render().plain[Format.TEXT]
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     (info,) = families["flux_oci_target_info"].samples
     assert info.labels["rule"] == 'semver >=1 filter ^v\\d+"x"\n'

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exporter.server import Endpoints
+from exporter.server import Endpoints, Format
 
 LINE = b'flux_oci_target_lag_seconds{kind="OCIRepository",namespace="team",name="app-%07d"} 0\n'
 LINES = 6_000_000 // len(LINE % 0)
@@ -33,7 +33,7 @@ BODY = b"".join(LINE % i for i in range(LINES))
 BODY_GZ = gzip.compress(BODY, compresslevel=1)
 
 
-def page(gzipped: bool) -> bytes:
+def page(fmt: Format, gzipped: bool) -> bytes:
     """The ``targets`` callable: pre-rendered bytes, as the exposition renderer keeps them."""
     return BODY_GZ if gzipped else BODY
 
@@ -236,8 +236,8 @@ import resource, sys, time
 from prometheus_client import CollectorRegistry
 from exporter.server import Endpoints
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
-server = Endpoints(("127.0.0.1", 0), CollectorRegistry(), lambda z: b"", lambda: (True, "ok"),
-                   lambda: (True, "ok"))
+server = Endpoints(("127.0.0.1", 0), CollectorRegistry(), lambda f, z: b"",
+                   lambda: (True, "ok"), lambda: (True, "ok"))
 server.start()
 print(server.server_address[1], flush=True)
 sys.stdin.read()
