@@ -36,6 +36,9 @@ EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 EVENT_SOURCES = ("distribution", "gitlab", "github", "harbor")
 EVENT_RESULTS = ("accepted", "ignored", "coalesced", "unauthorized", "invalid")
 REGISTRY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# request results exported from 0 once a registry is first contacted: no answer ("error",
+# the registry errors alert) and rate limited (429, beside flux_oci_registry_rate_limited)
+REGISTRY_CODES_FROM_ZERO = ("error", "429")
 
 
 class _CacheCollector(Collector):
@@ -172,7 +175,14 @@ class Metrics:
         if after_seen is not None:
             self.artifact_to_applied.labels(kind).observe(after_seen)
 
-    # RegistryObserver
+    # RegistryObserver (and ContactObserver)
+    def registry_contacted(self, registry: str) -> None:
+        """Export the registry's failure counters from 0 before its first request, so that
+        rate() and the alerts on them see the first failure too."""
+        for code in REGISTRY_CODES_FROM_ZERO:
+            self.registry_requests.labels(registry, code)
+        self.registry_rate_limited.labels(registry)
+
     def request(self, registry: str, code: str, seconds: float) -> None:
         self.registry_requests.labels(registry, code).inc()
         self.registry_duration.labels(registry).observe(seconds)

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import h11
 import httpcore
@@ -70,6 +70,14 @@ class RegistryObserver(Protocol):
     def rate_limited(self, registry: str) -> None: ...
 
 
+@runtime_checkable
+class ContactObserver(Protocol):
+    """An observer that also hears of each registry once, before its first request (so
+    its counters can start from 0 and their first increase is seen)."""
+
+    def registry_contacted(self, registry: str) -> None: ...
+
+
 class NullObserver:
     def request(self, registry: str, code: str, seconds: float) -> None:
         pass
@@ -99,6 +107,10 @@ class Exchanger:
     ) -> None:
         self._pools = pools
         self._observer = observer
+        self._contacted = (
+            observer.registry_contacted if isinstance(observer, ContactObserver) else None
+        )
+        self._seen: set[str] = set()  # registries announced to the observer
         self._policy = policy
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -128,6 +140,10 @@ class Exchanger:
             raise RegistryProtocolError(
                 f"{registry}: the request cannot be formed ({type(exc).__name__})"
             ) from exc
+        if registry not in self._seen:
+            self._seen.add(registry)
+            if self._contacted is not None:
+                self._contacted(registry)
         semaphore = self._pools.semaphore(registry)
         attempt = 0
         while True:
