@@ -234,7 +234,7 @@ def run_command(**flags: object) -> None:
     import signal
 
     from exporter.app.secrets import SecretError
-    from exporter.app.service import Service
+    from exporter.app.service import ListenError, Service
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
     from exporter.settings import Settings
@@ -248,7 +248,11 @@ def run_command(**flags: object) -> None:
     except KubeError as exc:
         _fail(EXIT_KUBE, str(exc))
         return
-    server = None if settings.once else service.serve()
+    try:
+        server = None if settings.once else service.serve()
+    except ListenError as exc:
+        _fail(EXIT_INVALID, f"metrics endpoint: {exc}")
+        return
     if not service.start_informers():
         service.stop()
         _fail(1, "the initial lists did not complete (see the log)")

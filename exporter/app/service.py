@@ -83,6 +83,17 @@ def _reason(exc: BaseException) -> str:
     return shown if len(shown) <= 200 else shown[:200] + "…"
 
 
+class ListenError(OSError):
+    """An address the exporter was asked to serve on cannot be listened on (the port is
+    taken, not allowed, or the host is not this machine's); the message names both."""
+
+
+def _listen_error(address: str, exc: OSError) -> ListenError:
+    # the system's words for errno ("Address already in use"); a resolver error has its own
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    return ListenError(f"cannot listen on {address}: {reason}")
+
+
 class Service:
     def __init__(self, settings: Settings, *, dry_run: bool | None = None) -> None:
         self.settings = settings
@@ -194,13 +205,16 @@ class Service:
 
     def serve(self) -> Endpoints:
         host, _, port = self.settings.listen.rpartition(":")
-        server = Endpoints(
-            (host.strip("[]") or "0.0.0.0", int(port)),
-            self.metrics.registry,
-            self.exposition.body,
-            self.healthy,
-            self.ready,
-        )
+        try:
+            server = Endpoints(
+                (host.strip("[]") or "0.0.0.0", int(port)),
+                self.metrics.registry,
+                self.exposition.body,
+                self.healthy,
+                self.ready,
+            )
+        except OSError as exc:
+            raise _listen_error(self.settings.listen, exc) from exc
         server.start()
         self.exposition.start()
         log.info("serving /metrics, /healthz, /readyz on %s", self.settings.listen)
@@ -217,13 +231,16 @@ class Service:
             return None
         host, _, port = self.settings.events_listen.rpartition(":")
         self.metrics.events_enabled(s.value for s in secrets)
-        listener = Listener(
-            (host.strip("[]") or "0.0.0.0", int(port)),
-            secrets,
-            self.engine.deliver,
-            self.metrics.event_received,
-            gitlab_host=self.settings.gitlab_registry.lower(),
-        )
+        try:
+            listener = Listener(
+                (host.strip("[]") or "0.0.0.0", int(port)),
+                secrets,
+                self.engine.deliver,
+                self.metrics.event_received,
+                gitlab_host=self.settings.gitlab_registry.lower(),
+            )
+        except OSError as exc:
+            raise _listen_error(self.settings.events_listen, exc) from exc
         listener.start()
         log.info("events listener on %s for %s", self.settings.events_listen,
                  ", ".join(f"/hooks/{s.value}" for s in secrets))  # fmt: skip
