@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS_ENV = ROOT / "scripts" / "tools.env"
 ORACLE_SOURCE = ROOT / "tools" / "flux-oracle"
 ORACLE_FILES = ("go.mod", "go.sum", "main.go")  # digested in this order, as build-tools does
+PROMQL_LINT_SOURCE = ROOT / "tools" / "promql-lint"
 
 
 def versions() -> dict[str, str]:
@@ -33,10 +34,21 @@ def oracle_version() -> str:
     return f"{versions()['FLUXCD_PKG_VERSION_VERSION']}-{digest.hexdigest()[:12]}"
 
 
+def promql_lint_version() -> str:
+    """promql-lint's version: the prometheus module whose parser it links and a digest of
+    go.mod, go.sum and its *.go files in name order, as build-tools computes it."""
+    files = [PROMQL_LINT_SOURCE / "go.mod", PROMQL_LINT_SOURCE / "go.sum"]
+    files += sorted(PROMQL_LINT_SOURCE.glob("*.go"), key=lambda p: p.name.encode())
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files))
+    return f"{versions()['PROMETHEUS_PARSER_VERSION']}-{digest.hexdigest()[:12]}"
+
+
 def tool_dir(name: str) -> Path:
     """``<tools>/<name>-<version>`` for one of build-tools' names (kube-apiserver, etcd, ...)."""
     if name == "flux-oracle":
         return tools_dir() / f"{name}-{oracle_version()}"
+    if name == "promql-lint":
+        return tools_dir() / f"{name}-{promql_lint_version()}"
     key = {
         "kube-apiserver": "KUBERNETES_VERSION",
         "kubectl": "KUBERNETES_VERSION",
