@@ -84,8 +84,8 @@ def test_deployment_runs_locked_down(everything: Objects) -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert not sc.get("privileged")
-    for kind in ("requests", "limits"):
-        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+    for kind in ("requests", "limits"):  # ephemeral-storage: /tmp and the logs
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"][kind]), kind
     mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
     assert "/tmp" in mounts  # the only writable path
 
@@ -229,3 +229,19 @@ def test_the_sharded_layout_runs_two_shards_and_the_rest(kubectl: str) -> None:
     instances = [d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"]
                  for d in deployments.values()]  # fmt: skip
     assert sorted(instances) == ["default", "shard1", "shard2"]  # no selector takes another's pods
+    for deployment in deployments.values():  # each instance alike: labelled, spread apart
+        match = deployment["spec"]["selector"]["matchLabels"]
+        labels = deployment["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == match["app.kubernetes.io/instance"]
+        (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"]  # fmt: skip
+        assert term["podAffinityTerm"]["labelSelector"] == {"matchLabels": match}
+
+
+@pytest.mark.parametrize("layout", [".", "base", "namespaced", "events", "sharded"])
+def test_every_object_of_every_layout_is_labelled_part_of(kubectl: str, layout: str) -> None:
+    objects = kustomize(kubectl, ROOT / "manifests" / layout)
+    unlabelled = [(o["kind"], o["metadata"]["name"]) for o in objects
+                  if o["metadata"].get("labels", {}).get("app.kubernetes.io/part-of")
+                  != "flux-oci-trigger"]  # fmt: skip
+    assert unlabelled == []
