@@ -7,8 +7,12 @@
 - the layer: a gzipped tar of the directory, walked in lexical order, directories and
   regular files only (symlinks skipped), each entry named relative to the directory
   (the directory itself as ``.``), its permission bits kept, owner 0:0 without names, no
-  timestamps; media type ``application/vnd.cncf.flux.content.v1.tar+gzip``;
-- the config: go-containerregistry's empty image config with ``created`` set, media type
+  timestamps; media type ``application/vnd.cncf.flux.content.v1.tar+gzip``. The tar is
+  byte for byte the one fluxcd/pkg/oci v0.68 builds from the same directory; the gzip
+  stream is not (another deflate), so the digests differ, as they would between two
+  Flux CLI versions;
+- the config: go-containerregistry's image config with ``created`` and the layer's
+  uncompressed digest (byte for byte), media type
   ``application/vnd.cncf.flux.config.v1+json``;
 - the manifest annotations ``org.opencontainers.image.created`` (RFC 3339, UTC),
   ``.source`` and ``.revision``, always all three.
@@ -33,8 +37,9 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST, Pushed, Pusher
+from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST, Pushed, Pusher, sha256_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The project whose registry holds the image (registry.gitlab.com/flux-oci-trigger/...).
@@ -56,12 +61,34 @@ def _walk(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def directory_layer(directory: Path) -> bytes:
-    """The tar.gz ``flux push artifact --path DIRECTORY`` puts in the artifact."""
+class _GoTarInfo(tarfile.TarInfo):
+    """A header as Go's archive/tar writes it: directories named without a trailing
+    ``/``, device numbers written as zeros rather than left empty."""
+
+    def get_info(self) -> Any:
+        info = dict(super().get_info())
+        if info["type"] == tarfile.DIRTYPE and info["name"] != "/":
+            info["name"] = str(info["name"]).rstrip("/")
+        return info
+
+    def tobuf(self, *args: Any, **kwargs: Any) -> bytes:
+        buf = bytearray(super().tobuf(*args, **kwargs))
+        if len(buf) != tarfile.BLOCKSIZE:  # a PAX extended header came first: left as is
+            return bytes(buf)
+        buf[329:345] = b"0000000\x000000000\x00"
+        buf[148:156] = b" " * 8
+        buf[148:155] = b"%06o\x00" % sum(buf)
+        return bytes(buf)
+
+
+def directory_tar(directory: Path) -> bytes:
+    """The tar ``flux push artifact --path DIRECTORY`` gzips into the artifact, byte for
+    byte (entries, headers, Go's end without record padding)."""
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT,
+                      tarinfo=_GoTarInfo) as tar:  # fmt: skip
         for path in _walk(directory):
-            info = tarfile.TarInfo(path.relative_to(directory).as_posix())
+            info = _GoTarInfo(path.relative_to(directory).as_posix())
             mode = path.lstat().st_mode
             info.mode = stat.S_IMODE(mode)
             info.uid = info.gid = 0
@@ -74,16 +101,19 @@ def directory_layer(directory: Path) -> bytes:
                 data = path.read_bytes()
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
+        end = tar.offset + 2 * tarfile.BLOCKSIZE  # Go writes two zero blocks and stops
+    return raw.getvalue()[:end]
 
 
-def flux_config(created: str) -> bytes:
-    """go-containerregistry's empty image config with ``created``, as Go marshals it."""
+def flux_config(created: str, diff_id: str) -> bytes:
+    """The config go-containerregistry writes for an empty image given ``created`` and one
+    layer whose uncompressed digest is ``diff_id``, as Go marshals it."""
     config = {
         "architecture": "",
         "created": created,
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
         "os": "",
-        "rootfs": {"type": "layers", "diff_ids": None},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "config": {},
     }
     return json.dumps(config, separators=(",", ":")).encode()
@@ -107,8 +137,9 @@ def publish_directory(
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory} is not a directory")
     stamp = rfc3339(created if created is not None else time.time())
-    config = flux_config(stamp)
-    layer = directory_layer(directory)
+    tar = directory_tar(directory)
+    layer = gzip.compress(tar, mtime=0)  # Python's deflate, not Go's: other bytes, same tar
+    config = flux_config(stamp, sha256_digest(tar))
     manifest: dict[str, object] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -26,7 +26,7 @@ from kubernetes import client
 
 from devenv.cluster import Cluster
 from devenv.exporter import running_exporter
-from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST
+from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST, sha256_digest
 from tests.cluster.flux import SOURCE, condition, revision, wait_for
 from tests.scrape import sample, wait
 
@@ -125,9 +125,10 @@ def test_published_manifests_are_a_flux_artifact(flux_cluster: Cluster) -> None:
     config = json.loads(get(f"blobs/{manifest['config']['digest']}", "*/*"))
     assert config["created"] == annotations["org.opencontainers.image.created"]
 
-    layer = get(f"blobs/{manifest['layers'][0]['digest']}", "*/*")
+    layer = gzip.decompress(get(f"blobs/{manifest['layers'][0]['digest']}", "*/*"))
+    assert config["rootfs"]["diff_ids"] == [sha256_digest(layer)]
     files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
         members = {m.name: m for m in tar.getmembers()}
         for name, member in members.items():
             content = tar.extractfile(member) if member.isfile() else None
