@@ -1,9 +1,11 @@
-"""The Dockerfile, read statically (no image is built here): base, user, entrypoint, context."""
+"""The Dockerfile, read statically (tests/image builds and runs it): base, lock, user,
+entrypoint, context."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import tomllib
 
 from tests.ops.conftest import ROOT
@@ -34,12 +36,34 @@ def _final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def test_multi_stage_on_python_3_11_slim() -> None:
-    bases = [args.split()[0] for op, args in _instructions() if op == "FROM"]
+def test_multi_stage_on_one_base_pinned_to_an_exact_python_3_11_slim() -> None:
+    steps = _instructions()
+    first_from = next(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    args = dict(a.split("=", 1) for op, a in steps[:first_from] if op == "ARG" and "=" in a)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", args["BASE_IMAGE"])
+    bases = [a.split()[0] for op, a in steps if op == "FROM"]
     assert len(bases) >= 2
-    assert all(base == "python:3.11-slim" for base in bases)
+    assert all(base == "${BASE_IMAGE}" for base in bases)  # scripts/build-image swaps it
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
+    runs = " ".join(a for op, a in steps if op == "RUN")
+    assert not re.search(r"(^|[\s/])python(\s|$)", runs), "python3: Debian has no `python`"
+
+
+def test_dependencies_come_from_the_lock_checked_by_hash() -> None:
+    runs = [a for op, a in _instructions() if op == "RUN"]
+    assert any("--require-hashes" in r and "-r requirements.lock" in r for r in runs)
+    assert all("--no-deps" in r for r in runs if "pip install" in r)
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = re.compile(r"^([a-z0-9-]+)==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]{64})+)$", re.M)
+    pins = {m.group(1): m.group(3).count("--hash=") for m in pinned.finditer(lock)}
+    requirement_lines = [ln for ln in lock.splitlines() if ln and ln[0].isalnum()]
+    assert len(pins) == len(requirement_lines), "every requirement pinned with its hashes"
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in dependencies:
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, name
+    assert "setuptools" in pins  # the build backend, installed without build isolation
 
 
 def test_final_stage_runs_the_cli_as_uid_65532() -> None:
