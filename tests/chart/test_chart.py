@@ -222,6 +222,14 @@ def test_events_with_a_created_secret(helm: str) -> None:
         "http-events": 9799, "http-metrics": 9798}  # fmt: skip
 
 
+def test_an_ingress_for_any_host(helm: str) -> None:
+    objects = template(helm, {"events": {"enabled": True, "ingress": {"enabled": True,
+                                                                      "host": ""}}})  # fmt: skip
+    (rule,) = one(objects, "Ingress")["spec"]["rules"]
+    assert "host" not in rule
+    assert rule["http"]["paths"][0]["path"] == "/hooks"
+
+
 def test_events_with_an_existing_secret(helm: str) -> None:
     objects = template(helm, {"events": {"enabled": True, "secret": {"name": "hooks"}}})
     assert not [o for o in objects if o["kind"] in ("Secret", "Ingress")]
@@ -325,6 +333,7 @@ BAD_VALUES: list[tuple[Values, str]] = [
     ({"shards": ["a", "a"]}, "/shards"),
     ({"events": {"secret": {"tokens": {"gitlub": "x"}}}}, "gitlub"),
     ({"events": {"port": 70000}}, "/events/port"),
+    ({"events": {"ingress": {"host": "Hooks.Example.org"}}}, "/events/ingress/host"),
     ({"serviceMonitor": {"labels": {"release": 1}}}, "/serviceMonitor/labels/release"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "/serviceMonitor/interval"),
     ({"dashboard": {"labels": {"grafana_dashboard": 1}}}, "/dashboard/labels/grafana_dashboard"),
