@@ -1,7 +1,8 @@
 """The image, built once per session by scripts/build-image (root, buildah, mmdebstrap).
 
 A missing tool or running as non-root skips these tests, or fails them when
-FOT_REQUIRE_TOOLS=1 (scripts/test).
+FOT_REQUIRE_TOOLS=1 (scripts/test). The measured figures (size, build time) end the run's
+summary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ import pytest
 from devenv.image import Image, inspect, mounted
 from tests.ops.conftest import ROOT, require_tool
 
+FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> dict[str, str]:
+    """What the tests measured, printed at the end of the run."""
+    return request.config.stash.setdefault(FIGURES, {})
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    found = config.stash.get(FIGURES, {})
+    if found:
+        terminalreporter.section("container image")
+        for key, value in found.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
 
 @dataclass(frozen=True)
 class Built:
@@ -27,7 +46,7 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def built() -> Built:
+def built(figures: dict[str, str]) -> Built:
     for tool in ("buildah", "mmdebstrap", "skopeo", "unshare", "chroot", "mount"):
         require_tool(tool)
     if os.geteuid() != 0:
@@ -41,7 +60,11 @@ def built() -> Built:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     name = next(ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("image: "))
-    return Built(inspect(name), out.stdout, time.monotonic() - started)
+    image = inspect(name)
+    figures["image"] = f"{image.name} ({image.id[:12]})"
+    figures["build"] = f"{time.monotonic() - started:.1f}s ({out.stdout.splitlines()[-1]})"
+    figures["size"] = f"{image.size} bytes uncompressed"
+    return Built(image, out.stdout, time.monotonic() - started)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,9 +186,7 @@ def test_runs_as_uid_65532_on_a_read_only_root_and_triggers_flux(
     assert levels and "error" not in levels, text
 
 
-def test_image_holds_the_locked_dependencies_and_no_build_tools(
-    built: Built, rootfs: Path, record_property: Callable[[str, object], None]
-) -> None:
+def test_image_holds_the_locked_dependencies_and_no_build_tools(built: Built, rootfs: Path) -> None:
     cfg = built.image.config
     assert cfg["User"] == "65532:65532"
     assert cfg["Entrypoint"] == ["flux-oci-trigger"] and cfg["Cmd"] == ["run"]
@@ -214,9 +212,6 @@ def test_image_holds_the_locked_dependencies_and_no_build_tools(
     assert owned_by_root.st_uid == 0 and not owned_by_root.st_mode & 0o022
 
     assert 0 < built.image.size < SIZE_BUDGET, built.output
-    record_property("image_size_bytes", built.image.size)
-    record_property("image_build_seconds", round(built.seconds, 1))
-    print(f"\nimage {built.image.name}: {built.image.size} bytes uncompressed")
 
 
 def test_pushed_to_a_registry_its_manifest_reads_back(
@@ -224,7 +219,7 @@ def test_pushed_to_a_registry_its_manifest_reads_back(
     rootfs: Path,
     registry: RunningRegistry,
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
+    figures: dict[str, str],
 ) -> None:
     pushed = subprocess.run(
         ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--format=oci",
@@ -248,7 +243,7 @@ def test_pushed_to_a_registry_its_manifest_reads_back(
             assert int(head.headers["Content-Length"]) == layer["size"]
     compressed = sum(layer["size"] for layer in manifest["layers"])
     assert 0 < compressed < built.image.size
-    record_property("image_compressed_bytes", compressed)
+    figures["pushed"] = f"{compressed} bytes in {len(manifest['layers'])} compressed layers"
 
     # the image's own registry client finds what was pushed
     log = tmp_path / "tags.log"
