@@ -58,13 +58,14 @@ def built(figures: dict[str, str]) -> Built:
     out = subprocess.run(
         [str(ROOT / "scripts" / "build-image")], capture_output=True, text=True, timeout=1200
     )
+    elapsed = time.monotonic() - started
     assert out.returncode == 0, out.stdout + out.stderr
     name = next(ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("image: "))
     image = inspect(name)
     figures["image"] = f"{image.name} ({image.id[:12]})"
-    figures["build"] = f"{time.monotonic() - started:.1f}s ({out.stdout.splitlines()[-1]})"
+    figures["build"] = f"{elapsed:.1f}s ({out.stdout.splitlines()[-1]})"
     figures["size"] = f"{image.size} bytes uncompressed"
-    return Built(image, out.stdout, time.monotonic() - started)
+    return Built(image, out.stdout, elapsed)
 
 
 @pytest.fixture(scope="session")
