@@ -3,12 +3,15 @@
 At ten thousand targets, building the per-target series at scrape time costs seconds of
 CPU per scrape and competes with the checks. Instead a renderer thread turns the state
 snapshot into exposition bytes, in each format /metrics offers (text 0.0.4 and
-OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds, and keeps a gzip
-copy of each; a scrape only copies bytes. prometheus_client writes every line: the
-targets that changed since the last render go through its ``generate_latest`` together,
-one family per metric name, and each target keeps its own lines until it changes again;
-a render assembles each family's header (written by the library once) and the targets'
-lines. OpenMetrics' closing ``# EOF`` is left to the part served last.
+OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds and within 5 % of
+a core over time (with a few seconds' burst, so that the first full render at ten
+thousand targets is not held back), and keeps a gzip copy of each; a scrape only copies
+bytes. prometheus_client writes every line: the samples that changed since the last
+render (a check usually moves only the last check's time) go through its
+``generate_latest`` together, one family per metric name, and each target keeps its
+lines until they change; a render assembles each family's header (written by the
+library, once) and the targets' lines. OpenMetrics' closing ``# EOF`` is left to the
+part served last.
 
 Series per target: ``flux_oci_target_info`` (1), ``flux_oci_target_state`` (one series,
 the current state, value 1: ``sum by (state)`` and ``state="x" == 1`` work as before, at a
@@ -55,6 +58,8 @@ FAMILIES = (
 SOURCES_LABELS = ("kind", "namespace", "opted_in", "shard")
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
 CHUNK = 2048  # targets rendered per library call: bounds the transient text
+SHARE = 0.05  # of a core, at most, spent rendering over time
+BURST = 3.0  # seconds of rendering allowed at once (after as long a rest)
 FORMATS = tuple(Format)
 _EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
 _NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
@@ -154,6 +159,7 @@ class Exposition:
         }
         self._lines: dict[TargetId, _Lines] = {}
         self._lock = threading.Lock()
+        self._rendering_lock = threading.Lock()  # guards _lines
         self._rendering: Rendering | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
@@ -178,8 +184,9 @@ class Exposition:
         return current.zipped[fmt] if gzipped else current.plain[fmt]
 
     def render(self) -> Rendering:
-        snapshot = self._store.snapshot()
-        plain = self._texts(snapshot)
+        with self._rendering_lock:  # the thread and a first scrape: one at a time
+            snapshot = self._store.snapshot()
+            plain = self._texts(snapshot)
         rendering = Rendering(
             snapshot.version,
             plain,
@@ -191,17 +198,23 @@ class Exposition:
         return rendering
 
     def _run(self) -> None:
+        # at most SHARE of a core on rendering over time, however large the exposition: a
+        # render spends credit, which comes back at SHARE of the time passed, up to BURST
+        # seconds (so the first full render, at start, is not held back)
+        credit, at = BURST, time.monotonic()
         version = -1
         while not self._stop.is_set():
             version = self._store.wait_for_change(version, timeout=1.0)
             with self._lock:
                 done = self._rendering.version if self._rendering else None
-            if done != version:
-                started = time.perf_counter()
-                version = self.render().version
-                # at most ~5 % of a core on rendering, however large the exposition
-                took = time.perf_counter() - started
-                self._stop.wait(max(self._min_gap, 20 * took))
+            if done == version:
+                continue
+            now = time.monotonic()
+            credit, at = min(BURST, credit + SHARE * (now - at)), now
+            started = time.perf_counter()
+            version = self.render().version
+            credit -= time.perf_counter() - started
+            self._stop.wait(max(self._min_gap, -credit / SHARE))
 
     def _texts(self, snap: Snapshot) -> dict[Format, bytes]:
         fresh: dict[TargetId, _Lines] = {}
