@@ -4,9 +4,9 @@ At ten thousand targets, building the per-target series at scrape time costs sec
 CPU per scrape and competes with the checks. Instead a renderer thread turns the state
 snapshot into exposition bytes, in each format /metrics offers (text 0.0.4 and
 OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds and within 5 % of
-a core over time (with a few seconds' burst, so that the first full render at ten
-thousand targets is not held back), and keeps a gzip copy of each; a scrape only copies
-bytes. prometheus_client writes every line: the samples that changed since the last
+a core over time (with a few seconds' burst once the first full pass is done, so that
+/metrics then shows every target at once), and keeps a gzip copy of each; a scrape only
+copies bytes. prometheus_client writes every line: the samples that changed since the last
 render (a check usually moves only the last check's time) go through its
 ``generate_latest`` together, one family per metric name, and each target keeps its
 lines until they change; a render assembles each family's header (written by the
@@ -23,6 +23,7 @@ seconds), and the two request counters. Names and labels are a public contract
 from __future__ import annotations
 
 import gzip
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -59,7 +60,7 @@ SOURCES_LABELS = ("kind", "namespace", "opted_in", "shard")
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
 CHUNK = 2048  # targets rendered per library call: bounds the transient text
 SHARE = 0.05  # of a core, at most, spent rendering over time
-BURST = 3.0  # seconds of rendering allowed at once (after as long a rest)
+BURST = 3.0  # seconds of rendering allowed at once (after a long rest)
 FORMATS = tuple(Format)
 _EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
 _NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
@@ -200,21 +201,27 @@ class Exposition:
     def _run(self) -> None:
         # at most SHARE of a core on rendering over time, however large the exposition: a
         # render spends credit, which comes back at SHARE of the time passed, up to BURST
-        # seconds (so the first full render, at start, is not held back)
-        credit, at = BURST, time.monotonic()
+        # seconds. The first full pass ends with a full credit, so that /metrics shows
+        # every target right after it without slowing it down.
+        credit, at, caught_up, rendered_at = 0.0, time.monotonic(), False, -math.inf
         version = -1
         while not self._stop.is_set():
             version = self._store.wait_for_change(version, timeout=1.0)
+            now = time.monotonic()
+            credit, at = min(BURST, credit + SHARE * (now - at)), now
+            if not caught_up and self._store.passes > 0:
+                credit, caught_up = BURST, True
             with self._lock:
                 done = self._rendering.version if self._rendering else None
             if done == version:
                 continue
-            now = time.monotonic()
-            credit, at = min(BURST, credit + SHARE * (now - at)), now
+            if credit < 0 or now - rendered_at < self._min_gap:
+                self._stop.wait(0.1)
+                continue
             started = time.perf_counter()
             version = self.render().version
             credit -= time.perf_counter() - started
-            self._stop.wait(max(self._min_gap, -credit / SHARE))
+            rendered_at = time.monotonic()
 
     def _texts(self, snap: Snapshot) -> dict[Format, bytes]:
         fresh: dict[TargetId, _Lines] = {}
