@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop what up started")
     sub.add_parser("env", help="print export KUBECONFIG=... REGISTRY=... PROMETHEUS_URL=...")
     sub.add_parser("status", help="which processes run; exit 1 if one stopped")
+    sub.add_parser(
+        "kustomize-controller",
+        help="also run Flux's kustomize-controller (for trying deploy/flux); idempotent",
+    )
     scrape = sub.add_parser("scrape", help="add a Prometheus scrape target")
     scrape.add_argument("job")
     scrape.add_argument("target", help="host:port serving /metrics")
@@ -93,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return status(workdir)
+    if args.command == "kustomize-controller":
+        address = _loaded(workdir).start_kustomize_controller()
+        print(f"kustomize-controller running, metrics on {address}")
+        return 0
     _loaded(workdir).add_scrape_target(args.job, args.target)
     return 0
 

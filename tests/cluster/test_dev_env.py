@@ -68,6 +68,12 @@ def test_up_env_scrape_down(cluster_tools: None, tmp_path: Path) -> None:
         assert _dev_env(workdir, "up").returncode == 1  # already up: refuses
         status = _dev_env(workdir, "status")
         assert status.returncode == 0, status.stdout + status.stderr
+        for _ in range(2):  # idempotent: the second call finds it running
+            started = _dev_env(workdir, "kustomize-controller")
+            assert started.returncode == 0, started.stderr
+        status = _dev_env(workdir, "status")
+        running = [line.split()[0] for line in status.stdout.splitlines() if "running" in line]
+        assert running.count("kustomize-controller") == 1, status.stdout
 
         namespaces = subprocess.run(
             [tools.binary("kubectl") or "kubectl", "--kubeconfig", env["KUBECONFIG"],
