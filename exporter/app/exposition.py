@@ -67,6 +67,7 @@ _NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
 
 # one target's samples: per family, its label values and value (None: no sample)
 _Values = tuple[tuple[tuple[str, ...], float] | None, ...]
+_NO_VALUES: _Values = (None,) * len(FAMILIES)
 
 
 class _Families(Collector):
@@ -95,7 +96,6 @@ class _Lines:
     row: TargetRow
     requests: int
     errors: int
-    values: _Values
     lines: tuple[tuple[bytes, ...], ...]  # per format (FORMATS), per family; b"": no sample
 
 
@@ -225,7 +225,7 @@ class Exposition:
 
     def _texts(self, snap: Snapshot) -> dict[Format, bytes]:
         fresh: dict[TargetId, _Lines] = {}
-        changed: list[_Lines] = []  # the new values, with the lines they replace
+        changed: list[tuple[TargetRow, int, int]] = []
         for row in snap.targets:
             requests = snap.requests.get(row.id, 0)
             errors = snap.request_errors.get(row.id, 0)
@@ -233,9 +233,7 @@ class Exposition:
             if known is None or known.row is not row or (known.requests, known.errors) != (
                 requests, errors,
             ):  # fmt: skip
-                values = _values(row, requests, errors)
-                old = known.lines if known is not None else _NO_LINES
-                changed.append(_Lines(row, requests, errors, values, old))
+                changed.append((row, requests, errors))
             else:
                 fresh[row.id] = known
         for start in range(0, len(changed), CHUNK):
@@ -252,18 +250,25 @@ class Exposition:
             texts[fmt] = b"".join(parts)
         return texts
 
-    def _render(self, changed: list[_Lines]) -> list[_Lines]:
+    def _render(self, changed: list[tuple[TargetRow, int, int]]) -> list[_Lines]:
         """New lines for the samples whose values changed (a check usually moves only the
         last check's time), from one library call per format: each family holds those
         samples of every target, in target order."""
         families = [_family(i, h) for i, h in enumerate(self._help)]
         slots: list[list[int]] = [[] for _ in FAMILIES]  # per family: whose sample, in order
         redo: list[list[int]] = []  # per target: the families whose line changes
-        for at, target in enumerate(changed):
-            before = self._lines.get(target.row.id)
+        kept: list[tuple[tuple[bytes, ...], ...]] = []  # per target: its lines so far
+        for at, (row, requests, errors) in enumerate(changed):
+            before = self._lines.get(row.id)
+            if before is None:
+                old, lines = _NO_VALUES, _NO_LINES
+            else:  # recomputed rather than kept: ten thousand of them weigh megabytes
+                old, lines = _values(before.row, before.requests, before.errors), before.lines
+            kept.append(lines)
             redo.append([])
-            for index, sample in enumerate(target.values):
-                if before is not None and before.values[index] == sample:
+            new = _values(row, requests, errors)
+            for index, (sample, was) in enumerate(zip(new, old, strict=True)):
+                if sample == was:
                     continue
                 redo[at].append(index)
                 if sample is not None:
@@ -271,8 +276,8 @@ class Exposition:
                     slots[index].append(at)
         order = [(at, index) for index, owned in enumerate(slots) for at in owned]
         rendered: list[list[list[bytes]]] = []  # per format, per target, per family
-        for fmt in FORMATS:
-            split = [list(target.lines[len(rendered)]) for target in changed]
+        for f, fmt in enumerate(FORMATS):
+            split = [list(lines[f]) for lines in kept]
             for at, indexes in enumerate(redo):
                 for index in indexes:
                     split[at][index] = b""  # gone, unless a new line comes below
@@ -284,15 +289,14 @@ class Exposition:
                 if len(found) != len(order):
                     raise RuntimeError(f"{fmt.value}: {len(found)} lines for {len(order)}")
                 for (at, index), line in zip(order, found, strict=True):
-                    split[at][index] = line
+                    # a line written the same in an earlier format is kept once
+                    same = rendered[0][at][index] if rendered else None
+                    split[at][index] = same if same == line and same is not None else line
             rendered.append(split)
         return [
-            _Lines(
-                target.row, target.requests, target.errors, target.values,
-                tuple(tuple(per_format[at]) for per_format in rendered),
-            )
-            for at, target in enumerate(changed)
-        ]  # fmt: skip
+            _Lines(row, requests, errors, tuple(tuple(per[at]) for per in rendered))
+            for at, (row, requests, errors) in enumerate(changed)
+        ]
 
     def _sources(self, fmt: Format, snap: Snapshot) -> bytes:
         family = GaugeMetricFamily("flux_oci_sources", SOURCES_HELP, labels=SOURCES_LABELS)
