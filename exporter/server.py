@@ -30,7 +30,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from enum import Enum
@@ -154,7 +154,7 @@ class Endpoints:
         self,
         address: tuple[str, int],
         registry: Collector,
-        targets: Callable[[Format, bool], bytes],
+        targets: Callable[[Format, bool], Sequence[bytes]],
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
         *,
@@ -367,10 +367,10 @@ class Endpoints:
             self._wake()
 
     def metrics_body(self, fmt: Format, gzipped: bool) -> list[bytes]:
-        """The parts of a /metrics answer. The large one is sent as rendered, never copied;
+        """The parts of a /metrics answer. The targets' are sent as rendered, never copied;
         two gzip members one after the other make one valid gzip stream. The live part
         comes last: it carries OpenMetrics' closing ``# EOF``."""
-        return [self.targets(fmt, gzipped), self.live.get(fmt, gzipped)]
+        return [*self.targets(fmt, gzipped), self.live.get(fmt, gzipped)]
 
     def _respond(self, head: bytes) -> list[bytes]:
         request = _parse_head(head)

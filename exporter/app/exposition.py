@@ -26,6 +26,7 @@ import gzip
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -99,6 +100,12 @@ class _Lines:
     lines: tuple[tuple[bytes, ...], ...]  # per format (FORMATS), per family; b"": no sample
 
 
+def _gzip(parts: tuple[bytes, ...]) -> bytes:
+    """One gzip member of the parts, without joining them first."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: with the gzip header
+    return b"".join([*(compressor.compress(p) for p in parts), compressor.flush()])
+
+
 def _short(revision: str) -> str:
     """``tag@sha256:<12 hex>``: a digest as people read it (the full one is in the object's
     status and in ``check``); an eighth of the series' size at ten thousand targets."""
@@ -126,11 +133,16 @@ def _values(row: TargetRow, requests: int, errors: int) -> _Values:
 
 @dataclass(frozen=True, slots=True)
 class Rendering:
-    """One render of a snapshot: the per-target part of /metrics in every format."""
+    """One render of a snapshot: the per-target part of /metrics in every format, as
+    parts to send one after the other (a family's lines written alike in both formats
+    are one part, shared), and gzipped."""
 
     version: int  # the snapshot's
-    plain: dict[Format, bytes]
+    parts: dict[Format, tuple[bytes, ...]]
     zipped: dict[Format, bytes]
+
+    def text(self, fmt: Format) -> bytes:
+        return b"".join(self.parts[fmt])
 
 
 class Exposition:
@@ -174,25 +186,21 @@ class Exposition:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def body(self, fmt: Format = Format.TEXT, gzipped: bool = False) -> bytes:
-        """The latest rendering; the first call renders if the thread has not yet."""
+    def body(self, fmt: Format = Format.TEXT, gzipped: bool = False) -> tuple[bytes, ...]:
+        """The latest rendering, as parts; the first call renders if the thread has not."""
         if not self._leading():
-            return _EMPTY_GZIP if gzipped else b""
+            return (_EMPTY_GZIP,) if gzipped else ()
         with self._lock:
             current = self._rendering
         if current is None:
             current = self.render()
-        return current.zipped[fmt] if gzipped else current.plain[fmt]
+        return (current.zipped[fmt],) if gzipped else current.parts[fmt]
 
     def render(self) -> Rendering:
         with self._rendering_lock:  # the thread and a first scrape: one at a time
             snapshot = self._store.snapshot()
-            plain = self._texts(snapshot)
-        rendering = Rendering(
-            snapshot.version,
-            plain,
-            {fmt: gzip.compress(text, compresslevel=1) for fmt, text in plain.items()},
-        )
+            parts = self._texts(snapshot)
+        rendering = Rendering(snapshot.version, parts, {fmt: _gzip(p) for fmt, p in parts.items()})
         with self._lock:
             self._rendering = rendering
             self.renders += 1
@@ -223,7 +231,7 @@ class Exposition:
             credit -= time.perf_counter() - started
             rendered_at = time.monotonic()
 
-    def _texts(self, snap: Snapshot) -> dict[Format, bytes]:
+    def _texts(self, snap: Snapshot) -> dict[Format, tuple[bytes, ...]]:
         fresh: dict[TargetId, _Lines] = {}
         changed: list[tuple[TargetRow, int, int]] = []
         for row in snap.targets:
@@ -241,14 +249,17 @@ class Exposition:
                 fresh[done.row.id] = done
         self._lines = fresh
         ordered = [fresh[row.id].lines for row in snap.targets]
-        texts: dict[Format, bytes] = {}
-        for f, fmt in enumerate(FORMATS):
-            parts = [self._sources(fmt, snap)]
-            for index, header in enumerate(self._headers[fmt]):
-                parts.append(header)
-                parts.extend([lines[f][index] for lines in ordered])
-            texts[fmt] = b"".join(parts)
-        return texts
+        parts: dict[Format, list[bytes]] = {fmt: [self._sources(fmt, snap)] for fmt in FORMATS}
+        for index in range(len(FAMILIES)):
+            blocks: list[bytes] = []
+            for f, fmt in enumerate(FORMATS):
+                if blocks and all(lines[f][index] is lines[0][index] for lines in ordered):
+                    block = blocks[0]  # every line shared with the first format
+                else:
+                    block = b"".join([lines[f][index] for lines in ordered])
+                blocks.append(block)
+                parts[fmt] += (self._headers[fmt][index], block)
+        return {fmt: tuple(p for p in fmt_parts if p) for fmt, fmt_parts in parts.items()}
 
     def _render(self, changed: list[tuple[TargetRow, int, int]]) -> list[_Lines]:
         """New lines for the samples whose values changed (a check usually moves only the

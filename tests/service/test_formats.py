@@ -193,8 +193,12 @@ def test_a_render_reuses_lines_and_equals_a_fresh_one(store: StateStore) -> None
     store.keep_only({target(i) for i in range(1, 5)})  # one goes away
     again = exposition.render()
     fresh = Exposition(store, 60).render()
-    assert again.plain == fresh.plain
-    text = again.plain[Format.TEXT]
+    for fmt in Format:
+        assert again.text(fmt) == fresh.text(fmt)
+    # a family's lines, written alike in both formats, are one part sent in both
+    text_parts, om_parts = ({id(p) for p in again.parts[fmt]} for fmt in Format)
+    assert len(text_parts & om_parts) == 6  # no request counter left: app-0 went away
+    text = again.text(Format.TEXT)
     assert b'name="app-0"' not in text and b"1.76400006e+09" in text
     assert b'name="app-4",namespace="team-1"} 1.0' in text
 

@@ -107,16 +107,17 @@ def test_a_render_reuses_unchanged_rows_and_serves_gzip() -> None:
     second = exposition.render()
     assert second.version > first.version
     for fmt in Format:
-        text = second.plain[fmt]
+        text = second.text(fmt)
         assert b'state="pending"' in text and b'state="behind"' not in text
         assert b"2e+09" in text and b"1e+09" in text  # the chart's line is the one kept
-        assert gzip.decompress(exposition.body(fmt, gzipped=True)) == exposition.body(fmt)
+        (zipped,) = exposition.body(fmt, gzipped=True)
+        assert gzip.decompress(zipped) == b"".join(exposition.body(fmt)) == text
 
 
 def test_label_values_are_escaped() -> None:
     store = StateStore()
     store.put(row(APP, State.ERROR, rule='semver >=1 filter ^v\\d+"x"\n'))
-    text = Exposition(store, 60).render().plain[Format.TEXT]
+    text = Exposition(store, 60).render().text(Format.TEXT)
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     (info,) = families["flux_oci_target_info"].samples
     assert info.labels["rule"] == 'semver >=1 filter ^v\\d+"x"\n'

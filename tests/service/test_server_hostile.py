@@ -33,9 +33,9 @@ BODY = b"".join(LINE % i for i in range(LINES))
 BODY_GZ = gzip.compress(BODY, compresslevel=1)
 
 
-def page(fmt: Format, gzipped: bool) -> bytes:
+def page(fmt: Format, gzipped: bool) -> tuple[bytes, ...]:
     """The ``targets`` callable: pre-rendered bytes, as the exposition renderer keeps them."""
-    return BODY_GZ if gzipped else BODY
+    return (BODY_GZ,) if gzipped else (BODY,)
 
 
 class Live(Collector):
@@ -236,7 +236,7 @@ import resource, sys, time
 from prometheus_client import CollectorRegistry
 from exporter.server import Endpoints
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
-server = Endpoints(("127.0.0.1", 0), CollectorRegistry(), lambda f, z: b"",
+server = Endpoints(("127.0.0.1", 0), CollectorRegistry(), lambda f, z: (),
                    lambda: (True, "ok"), lambda: (True, "ok"))
 server.start()
 print(server.server_address[1], flush=True)
