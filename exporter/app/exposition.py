@@ -26,7 +26,6 @@ import gzip
 import math
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -63,7 +62,6 @@ CHUNK = 2048  # targets rendered per library call: bounds the transient text
 SHARE = 0.05  # of a core, at most, spent rendering over time
 BURST = 3.0  # seconds of rendering allowed at once (after a long rest)
 FORMATS = tuple(Format)
-_EMPTY_GZIP = gzip.compress(b"", compresslevel=1)
 _NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
 
 # one target's samples: per family, its label values and value (None: no sample)
@@ -100,10 +98,23 @@ class _Lines:
     lines: tuple[tuple[bytes, ...], ...]  # per format (FORMATS), per family; b"": no sample
 
 
-def _gzip(parts: tuple[bytes, ...]) -> bytes:
-    """One gzip member of the parts, without joining them first."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: with the gzip header
-    return b"".join([*(compressor.compress(p) for p in parts), compressor.flush()])
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1)
+
+
+def _block(
+    ordered: list[tuple[tuple[bytes, ...], ...]], index: int
+) -> tuple[tuple[bytes, bytes], ...]:
+    """One family's lines of every target, plain and gzipped, per format; one block for
+    the formats when every line is shared."""
+    built: list[tuple[bytes, bytes]] = []
+    for f in range(len(FORMATS)):
+        if built and all(lines[f][index] is lines[0][index] for lines in ordered):
+            built.append(built[0])  # every line shared with the first format
+            continue
+        block = b"".join([lines[f][index] for lines in ordered])
+        built.append((block, _gzip(block) if block else b""))
+    return tuple(built)
 
 
 def _short(revision: str) -> str:
@@ -135,11 +146,12 @@ def _values(row: TargetRow, requests: int, errors: int) -> _Values:
 class Rendering:
     """One render of a snapshot: the per-target part of /metrics in every format, as
     parts to send one after the other (a family's lines written alike in both formats
-    are one part, shared), and gzipped."""
+    are one part, shared), plain and gzipped (a gzip member per part: members one after
+    the other make one gzip stream)."""
 
     version: int  # the snapshot's
     parts: dict[Format, tuple[bytes, ...]]
-    zipped: dict[Format, bytes]
+    zipped: dict[Format, tuple[bytes, ...]]
 
     def text(self, fmt: Format) -> bytes:
         return b"".join(self.parts[fmt])
@@ -170,9 +182,17 @@ class Exposition:
             )
             for fmt in Format
         }
+        self._zipped_headers = {
+            fmt: tuple(_gzip(h) for h in headers) for fmt, headers in self._headers.items()
+        }
         self._lines: dict[TargetId, _Lines] = {}
+        # the targets in the last render's order, and each family's block of lines (plain
+        # and gzipped, per format): a block is built again only when one of its lines
+        # changed or the targets did
+        self._order: tuple[TargetId, ...] = ()
+        self._blocks: list[tuple[tuple[bytes, bytes], ...]] = []
         self._lock = threading.Lock()
-        self._rendering_lock = threading.Lock()  # guards _lines
+        self._rendering_lock = threading.Lock()  # guards _lines, _order and _blocks
         self._rendering: Rendering | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
@@ -189,18 +209,17 @@ class Exposition:
     def body(self, fmt: Format = Format.TEXT, gzipped: bool = False) -> tuple[bytes, ...]:
         """The latest rendering, as parts; the first call renders if the thread has not."""
         if not self._leading():
-            return (_EMPTY_GZIP,) if gzipped else ()
+            return ()
         with self._lock:
             current = self._rendering
         if current is None:
             current = self.render()
-        return (current.zipped[fmt],) if gzipped else current.parts[fmt]
+        return current.zipped[fmt] if gzipped else current.parts[fmt]
 
     def render(self) -> Rendering:
         with self._rendering_lock:  # the thread and a first scrape: one at a time
             snapshot = self._store.snapshot()
-            parts = self._texts(snapshot)
-        rendering = Rendering(snapshot.version, parts, {fmt: _gzip(p) for fmt, p in parts.items()})
+            rendering = self._rendered(snapshot)
         with self._lock:
             self._rendering = rendering
             self.renders += 1
@@ -231,7 +250,7 @@ class Exposition:
             credit -= time.perf_counter() - started
             rendered_at = time.monotonic()
 
-    def _texts(self, snap: Snapshot) -> dict[Format, tuple[bytes, ...]]:
+    def _rendered(self, snap: Snapshot) -> Rendering:
         fresh: dict[TargetId, _Lines] = {}
         changed: list[tuple[TargetRow, int, int]] = []
         for row in snap.targets:
@@ -244,27 +263,38 @@ class Exposition:
                 changed.append((row, requests, errors))
             else:
                 fresh[row.id] = known
+        touched: set[int] = set()  # the families with a line that changed
         for start in range(0, len(changed), CHUNK):
-            for done in self._render(changed[start : start + CHUNK]):
+            for done in self._render(changed[start : start + CHUNK], touched):
                 fresh[done.row.id] = done
         self._lines = fresh
+        order = tuple(row.id for row in snap.targets)
+        if order != self._order or not self._blocks:
+            touched = set(range(len(FAMILIES)))
+        self._order = order
         ordered = [fresh[row.id].lines for row in snap.targets]
-        parts: dict[Format, list[bytes]] = {fmt: [self._sources(fmt, snap)] for fmt in FORMATS}
-        for index in range(len(FAMILIES)):
-            blocks: list[bytes] = []
-            for f, fmt in enumerate(FORMATS):
-                if blocks and all(lines[f][index] is lines[0][index] for lines in ordered):
-                    block = blocks[0]  # every line shared with the first format
-                else:
-                    block = b"".join([lines[f][index] for lines in ordered])
-                blocks.append(block)
-                parts[fmt] += (self._headers[fmt][index], block)
-        return {fmt: tuple(p for p in fmt_parts if p) for fmt, fmt_parts in parts.items()}
+        blocks = [
+            _block(ordered, index) if index in touched else self._blocks[index]
+            for index in range(len(FAMILIES))
+        ]
+        self._blocks = blocks
+        parts: dict[Format, tuple[bytes, ...]] = {}
+        zipped: dict[Format, tuple[bytes, ...]] = {}
+        for f, fmt in enumerate(FORMATS):
+            sources = self._sources(fmt, snap)
+            plain, packed = [sources], [_gzip(sources)]
+            for index, block in enumerate(blocks):
+                plain += (self._headers[fmt][index], block[f][0])
+                packed += (self._zipped_headers[fmt][index], block[f][1])
+            parts[fmt] = tuple(p for p in plain if p)
+            zipped[fmt] = tuple(z for p, z in zip(plain, packed, strict=True) if p)
+        return Rendering(snap.version, parts, zipped)
 
-    def _render(self, changed: list[tuple[TargetRow, int, int]]) -> list[_Lines]:
+    def _render(self, changed: list[tuple[TargetRow, int, int]], touched: set[int]) -> list[_Lines]:
         """New lines for the samples whose values changed (a check usually moves only the
         last check's time), from one library call per format: each family holds those
-        samples of every target, in target order."""
+        samples of every target, in target order. Adds the families changed to
+        ``touched``."""
         families = [_family(i, h) for i, h in enumerate(self._help)]
         slots: list[list[int]] = [[] for _ in FAMILIES]  # per family: whose sample, in order
         redo: list[list[int]] = []  # per target: the families whose line changes
@@ -282,6 +312,7 @@ class Exposition:
                 if sample == was:
                     continue
                 redo[at].append(index)
+                touched.add(index)
                 if sample is not None:
                     families[index].add_metric(*sample)
                     slots[index].append(at)

@@ -202,6 +202,15 @@ def test_a_render_reuses_lines_and_equals_a_fresh_one(store: StateStore) -> None
     assert b'name="app-0"' not in text and b"1.76400006e+09" in text
     assert b'name="app-4",namespace="team-1"} 1.0' in text
 
+    store.put(row(1, last_check=1_764_000_120.0))  # the same targets: one block is rebuilt
+    third = exposition.render()
+    for fmt in Format:
+        assert third.text(fmt) == Exposition(store, 60).render().text(fmt)
+        assert gzip.decompress(b"".join(third.zipped[fmt])) == third.text(fmt)
+    rebuilt = {id(p) for p in third.parts[Format.TEXT]} - text_parts
+    assert len(rebuilt) == 2  # the sources (always) and the last checks' block
+    assert b"1.76400012e+09" in third.text(Format.OPENMETRICS)
+
 
 # -- a real Prometheus scrapes both ------------------------------------------------------
 
