@@ -4,8 +4,8 @@ At ten thousand targets, building the per-target series at scrape time costs sec
 CPU per scrape and competes with the checks. Instead a renderer thread turns the state
 snapshot into exposition bytes, in each format /metrics offers (text 0.0.4 and
 OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds and within 5 % of
-a core over time (with a few seconds' burst once the first full pass is done, so that
-/metrics then shows every target at once), and keeps a gzip copy of each; a scrape only
+a core over time (with a few seconds' burst once, when the first full pass is done, so
+that /metrics then shows every target at once), and keeps a gzip copy of each; a scrape only
 copies bytes. prometheus_client writes every line: the samples that changed since the last
 render (a check usually moves only the last check's time) go through its
 ``generate_latest`` together, one family per metric name, and each target keeps its
@@ -60,7 +60,7 @@ SOURCES_LABELS = ("kind", "namespace", "opted_in", "shard")
 SOURCES_HELP = "OCIRepository and OCI HelmRepository objects in the cluster (watched, not polled)."
 CHUNK = 2048  # targets rendered per library call: bounds the transient text
 SHARE = 0.05  # of a core, at most, spent rendering over time
-BURST = 3.0  # seconds of rendering allowed at once (after a long rest)
+BURST = 3.0  # seconds of rendering allowed at once, when the first full pass is done
 FORMATS = tuple(Format)
 _NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
 
@@ -227,15 +227,18 @@ class Exposition:
 
     def _run(self) -> None:
         # at most SHARE of a core on rendering over time, however large the exposition: a
-        # render spends credit, which comes back at SHARE of the time passed, up to BURST
-        # seconds. The first full pass ends with a full credit, so that /metrics shows
-        # every target right after it without slowing it down.
+        # render spends credit, and the debt is paid back at SHARE of the time passed
+        # before the next. Once, when the first full pass is done, BURST seconds are
+        # granted, so that /metrics shows every target right after it without having
+        # slowed it down; later bursts (a wave of checks) would slow scrapes and checks.
         credit, at, caught_up, rendered_at = 0.0, time.monotonic(), False, -math.inf
         version = -1
         while not self._stop.is_set():
             version = self._store.wait_for_change(version, timeout=1.0)
             now = time.monotonic()
-            credit, at = min(BURST, credit + SHARE * (now - at)), now
+            if credit < 0:
+                credit = min(0.0, credit + SHARE * (now - at))
+            at = now
             if not caught_up and self._store.passes > 0:
                 credit, caught_up = BURST, True
             with self._lock:
