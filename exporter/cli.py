@@ -11,6 +11,8 @@ Exit codes (a contract scripts rely on):
        are 2 too)
     3  the registry failed: auth, not found, rate limited, unavailable, protocol (an answer
        that breaks the distribution spec, e.g. a selected tag that is no OCI tag)
+``run`` and ``check``: 2 also for an invalid setting or an address that cannot be
+listened on (a port taken), 4 when the Kubernetes API server cannot be used.
 """
 
 from __future__ import annotations

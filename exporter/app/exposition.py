@@ -136,9 +136,10 @@ def _values(row: TargetRow, requests: int, errors: int) -> _Values:
         (ids, float(row.versions_behind)),
         # whole seconds: the check's time is known to the second
         None if row.last_check is None else (ids, float(int(row.last_check))),
-        # request counters appear with the first request (as a labelled counter's child does)
-        (ids, float(requests)) if requests else None,
-        (ids, float(errors)) if errors else None,
+        # the request and request-error counters appear together with the first attempt,
+        # so a rate over the errors sees the first failure (a series starting at 1 does not)
+        (ids, float(requests)) if requests or errors else None,
+        (ids, float(errors)) if requests or errors else None,
     )
 
 

@@ -69,8 +69,8 @@ def test_up_env_scrape_down(cluster_tools: None, tmp_path: Path) -> None:
         status = _dev_env(workdir, "status")
         assert status.returncode == 0, status.stdout + status.stderr
         for _ in range(2):  # idempotent: the second call finds it running
-            started = _dev_env(workdir, "kustomize-controller")
-            assert started.returncode == 0, started.stderr
+            kustomize = _dev_env(workdir, "kustomize-controller")
+            assert kustomize.returncode == 0, kustomize.stderr
         status = _dev_env(workdir, "status")
         running = [line.split()[0] for line in status.stdout.splitlines() if "running" in line]
         assert running.count("kustomize-controller") == 1, status.stdout

@@ -84,7 +84,12 @@ def test_target_series_follow_the_snapshot(setup: tuple[Metrics, StateStore]) ->
     assert get("flux_oci_target_lag_seconds", ids) == 42.5
     assert get("flux_oci_target_versions_behind", ids) == 2
     assert get("flux_oci_reconcile_requests_total", ids) == 1
-    assert get("flux_oci_reconcile_request_errors_total", ids) is None  # with the first failure
+    # with the first request, at 0: a rate over the errors then sees the first failure
+    assert get("flux_oci_reconcile_request_errors_total", ids) == 0
+    chart = {"kind": "HelmChart", "namespace": "team-b", "name": "team-b-web"}
+    assert get("flux_oci_target_versions_behind", chart) == 0
+    assert get("flux_oci_reconcile_requests_total", chart) is None  # never requested
+    assert get("flux_oci_reconcile_request_errors_total", chart) is None
     assert get("flux_oci_sources", {"kind": "HelmRepository", "namespace": "team-b", "shard": "",
                                     "opted_in": "false"}) == 3  # fmt: skip
     assert get("flux_oci_tag_cache_hits_total") == 7
