@@ -120,6 +120,11 @@ def test_service_and_service_monitor_reach_the_pod(everything: Objects) -> None:
     assert endpoint["port"] == "http-metrics"
     assert endpoint["path"] == "/metrics"
     assert endpoint["honorLabels"] is True  # keep the Flux object's namespace label
+    # the job comes from a Service label, not the Service's name: the alerts' job whatever
+    # the Service is called (a Helm release, a shard)
+    job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    rules = (ROOT / "alerts" / "flux-oci-trigger.rules.yaml").read_text()
+    assert f'up{{job="{job}"}}' in rules
 
 
 def _permissions(role: dict[str, Any]) -> set[tuple[str, str, str]]:
