@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from dashboards.build import concrete, expressions
+from dashboards.build import SAMPLE_VARIABLES, concrete, expressions
 from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 
 pytestmark = pytest.mark.cluster
-VARIABLES = {"$namespace": ".*", "$__rate_interval": "1m", "$job": "flux-oci-trigger"}
+# the dashboard's "All" for cluster (no cluster label here) and instance, a short rate window
+VARIABLES = {**SAMPLE_VARIABLES, "$__rate_interval": "1m"}
 # Panels an operator opens first: they must show data, not only parse.
 # (The "behind" panels are rightly empty here: Flux applies our request within seconds.)
 CORE = ("flux_oci_sources", "flux_oci_target_state", "flux_oci_tag_cache_requests_total",
