@@ -11,6 +11,8 @@ TOOLS_ENV = ROOT / "scripts" / "tools.env"
 ORACLE_SOURCE = ROOT / "tools" / "flux-oracle"
 ORACLE_FILES = ("go.mod", "go.sum", "main.go")  # digested in this order, as build-tools does
 PROMQL_LINT_SOURCE = ROOT / "tools" / "promql-lint"
+FLUX_PUSH_SOURCE = ROOT / "tools" / "flux-push"
+FLUX_PUSH_FILES = ("go.mod", "go.sum", "main.go")  # digested in this order, as build-tools does
 
 
 def versions() -> dict[str, str]:
@@ -43,12 +45,20 @@ def promql_lint_version() -> str:
     return f"{versions()['PROMETHEUS_PARSER_VERSION']}-{digest.hexdigest()[:12]}"
 
 
+def flux_push_version() -> str:
+    """flux-push's version: the fluxcd/pkg/oci it links and a digest of its sources."""
+    digest = hashlib.sha256(b"".join((FLUX_PUSH_SOURCE / n).read_bytes() for n in FLUX_PUSH_FILES))
+    return f"{versions()['FLUXCD_PKG_OCI_VERSION']}-{digest.hexdigest()[:12]}"
+
+
 def tool_dir(name: str) -> Path:
     """``<tools>/<name>-<version>`` for one of build-tools' names (kube-apiserver, etcd, ...)."""
     if name == "flux-oracle":
         return tools_dir() / f"{name}-{oracle_version()}"
     if name == "promql-lint":
         return tools_dir() / f"{name}-{promql_lint_version()}"
+    if name == "flux-push":
+        return tools_dir() / f"{name}-{flux_push_version()}"
     key = {
         "kube-apiserver": "KUBERNETES_VERSION",
         "kubectl": "KUBERNETES_VERSION",
