@@ -28,7 +28,7 @@ DIGEST = "sha256:" + "ab" * 32
 EVERYTHING: Values = {
     "image": {"digest": DIGEST, "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "regcred"}],
-    "watchNamespaces": ["apps", "team-b"],
+    "watchNamespaces": ["apps", "payments"],
     "events": {
         "enabled": True,
         "secret": {"create": True, "tokens": {"gitlab": "t0ken", "distribution": "Bearer x"}},
@@ -149,19 +149,19 @@ def test_a_release_under_another_name_names_everything_after_it(helm: str) -> No
 
 
 def test_watched_namespaces_get_a_role_each_and_no_cluster_role(helm: str) -> None:
-    objects = template(helm, {"watchNamespaces": ["apps", "team-b"]})
+    objects = template(helm, {"watchNamespaces": ["apps", "payments"]})
     assert not [o for o in objects if o["kind"].startswith("Cluster")]
     roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"
              and o["metadata"]["name"] == "flux-oci-trigger"}  # fmt: skip
-    assert sorted(roles) == ["apps", "team-b"]
+    assert sorted(roles) == ["apps", "payments"]
     leader = one(objects, "Role", "flux-oci-trigger-leader-election")
     cluster_role = one(template(helm, {}), "ClusterRole")
     assert all(r["rules"] == cluster_role["rules"] for r in roles.values())
     assert leader["rules"] != cluster_role["rules"]
     bindings = [o for o in objects if o["kind"] == "RoleBinding"
                 and o["metadata"]["name"] == "flux-oci-trigger"]  # fmt: skip
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["apps", "team-b"]
-    assert env(container(objects))["FLUX_OCI_TRIGGER_NAMESPACES"] == "apps,team-b"
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["apps", "payments"]
+    assert env(container(objects))["FLUX_OCI_TRIGGER_NAMESPACES"] == "apps,payments"
 
 
 def test_shards_get_a_deployment_each_that_selects_only_its_pods(helm: str) -> None:

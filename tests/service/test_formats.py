@@ -197,7 +197,9 @@ def test_a_render_reuses_lines_and_equals_a_fresh_one(store: StateStore) -> None
         assert again.text(fmt) == fresh.text(fmt)
     # a family's lines, written alike in both formats, are one part sent in both
     text_parts, om_parts = ({id(p) for p in again.parts[fmt]} for fmt in Format)
-    assert len(text_parts & om_parts) == 6  # no request counter left: app-0 went away
+    # app-0's request counters went away; app-4's failed request brought both of its
+    # request counters (requests and errors appear together)
+    assert len(text_parts & om_parts) == 7
     text = again.text(Format.TEXT)
     assert b'name="app-0"' not in text and b"1.76400006e+09" in text
     assert b'name="app-4",namespace="team-1"} 1.0' in text
