@@ -46,6 +46,17 @@ from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST, Pushed, Pusher
 ROOT = Path(__file__).resolve().parents[1]
 # The project whose registry holds the image (registry.gitlab.com/flux-oci-trigger/...).
 DEFAULT_SOURCE = "https://gitlab.com/flux-oci-trigger/flux-oci-trigger"
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: a CI checkout's remote carries a job token
+    (``https://gitlab-ci-token:<token>@gitlab.com/...``), and the source annotation is
+    public."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 _URL = re.compile(
     r"^oci://(?P<host>[^/]+)/(?P<repository>[a-z0-9._/-]+):(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$"
 )
@@ -290,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     match = _URL.match(args.url)
     if match is None:
         parser.error(f"not oci://HOST[:PORT]/REPOSITORY:TAG: {args.url}")
-    source = args.source or _git("config", "--get", "remote.origin.url") or DEFAULT_SOURCE
+    origin = _git("config", "--get", "remote.origin.url")
+    source = args.source or (without_userinfo(origin) if origin else DEFAULT_SOURCE)
     revision = args.revision or git_revision() or ""
     creds = args.creds or os.environ.get("PUBLISH_CREDS")
     headers = {}

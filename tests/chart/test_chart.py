@@ -24,6 +24,8 @@ from tests.ops.conftest import ROOT
 IMAGE = "registry.gitlab.com/flux-oci-trigger/flux-oci-trigger"
 DIGEST = "sha256:" + "ab" * 32
 
+TOKENS = {"gitlab": "t0ken-0123456789abcdef", "distribution": "Bearer 0123456789abcdef"}
+
 # Settings beyond the layouts', together, as a user would combine them.
 EVERYTHING: Values = {
     "image": {"digest": DIGEST, "pullPolicy": "Always"},
@@ -31,7 +33,7 @@ EVERYTHING: Values = {
     "watchNamespaces": ["apps", "payments"],
     "events": {
         "enabled": True,
-        "secret": {"create": True, "tokens": {"gitlab": "t0ken", "distribution": "Bearer x"}},
+        "secret": {"create": True, "tokens": TOKENS},
         "ingress": {"enabled": True, "className": "nginx", "host": "hooks.example.org",
                     "tls": [{"secretName": "hooks-tls", "hosts": ["hooks.example.org"]}]},
     },
@@ -202,13 +204,13 @@ def test_events_with_a_created_secret(helm: str) -> None:
     objects = template(helm, EVERYTHING)
     secret = one(objects, "Secret")
     assert secret["metadata"]["name"] == "flux-oci-trigger-events"
-    assert secret["stringData"] == {"gitlab": "t0ken", "distribution": "Bearer x"}
+    assert secret["stringData"] == TOKENS
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]
     events_volume = {"name": "events", "secret": {"secretName": "flux-oci-trigger-events"}}
     assert pod["spec"]["volumes"][0] == events_volume
     other = template(helm, {**EVERYTHING, "events": {**EVERYTHING["events"], "secret": {
-        "create": True, "tokens": {"gitlab": "rotated"}}}})  # fmt: skip
+        "create": True, "tokens": {"gitlab": "rotated-0123456789abcdef"}}}})  # fmt: skip
     checksum = "checksum/events-secret"
     assert one(other, "Deployment")["spec"]["template"]["metadata"]["annotations"][checksum] != (
         pod["metadata"]["annotations"][checksum]), "new tokens roll the pods"  # fmt: skip
@@ -332,6 +334,8 @@ BAD_VALUES: list[tuple[Values, str]] = [
     ({"shards": ["default"]}, "/shards/0"),
     ({"shards": ["a", "a"]}, "/shards"),
     ({"events": {"secret": {"tokens": {"gitlub": "x"}}}}, "gitlub"),
+    ({"events": {"secret": {"tokens": {"gitlab": "short"}}}}, "/events/secret/tokens/gitlab"),
+    ({"events": {"enabled": True, "port": 9798}}, "events.port must differ from metrics.port"),
     ({"events": {"port": 70000}}, "/events/port"),
     ({"events": {"ingress": {"host": "Hooks.Example.org"}}}, "/events/ingress/host"),
     ({"serviceMonitor": {"labels": {"release": 1}}}, "/serviceMonitor/labels/release"),

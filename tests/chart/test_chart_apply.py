@@ -87,7 +87,10 @@ def test_helm_installs_and_uninstalls_a_release(
     the kustomize tests."""
     release, ns = "fot-live", "chart-live"
     values = tmp_path / "values.yaml"
-    events = {"enabled": True, "secret": {"create": True, "tokens": {"gitlab": "t"}}}
+    events = {
+        "enabled": True,
+        "secret": {"create": True, "tokens": {"gitlab": "t0ken-0123456789abcdef"}},
+    }
     # helm creates the namespace (--create-namespace): the chart must not
     values.write_text(yaml.safe_dump({**LAYOUTS["events"], "events": events,
                                       "namespace": {"create": False}}))  # fmt: skip
