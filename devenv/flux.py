@@ -98,32 +98,6 @@ def start_helm_controller(kubeconfig: Path, logs: Path, timeout: float = 60.0) -
     return _start("helm-controller", [], kubeconfig, logs, timeout)
 
 
-def _absent_crds(kubeconfig: Path, files: list[Path]) -> list[Path]:
-    """The CRD files whose definitions the API server does not have yet."""
-    import yaml
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    ext = client.ApiextensionsV1Api(api)
-    absent = []
-    try:
-        for path in files:
-            for doc in yaml.safe_load_all(path.read_text()):
-                if not doc or doc.get("kind") != "CustomResourceDefinition":
-                    continue
-                try:
-                    ext.read_custom_resource_definition(doc["metadata"]["name"])
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                    absent.append(path)
-                    break
-    finally:
-        api.close()
-    return absent
-
-
 def start_kustomize_controller(kubeconfig: Path, logs: Path, timeout: float = 60.0) -> Controller:
     """Install the Kustomization CRD (once) and start kustomize-controller. It fetches
     artifacts from the URL source-controller advertises in their status."""
@@ -133,5 +107,5 @@ def start_kustomize_controller(kubeconfig: Path, logs: Path, timeout: float = 60
             f"not built: {', '.join(missing)} (run scripts/build-tools {KUSTOMIZE_CONTROLLER})"
         )
     crds = sorted((tool_dir(KUSTOMIZE_CONTROLLER) / "crds").glob("*.yaml"))
-    apply_crds(kubeconfig, _absent_crds(kubeconfig, crds))
+    apply_crds(kubeconfig, crds)
     return _start(KUSTOMIZE_CONTROLLER, [], kubeconfig, logs, timeout)

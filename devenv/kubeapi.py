@@ -196,7 +196,10 @@ def _wait_ready(kubeconfig: Path, processes: list[subprocess.Popen[bytes]], time
 
 
 def apply_crds(kubeconfig: Path, files: list[Path], timeout: float = 60.0) -> None:
+    """Create the CRDs of ``files`` the API server does not have yet (one it has is left
+    as it is), and wait until every one is established."""
     from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
 
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     ext = client.ApiextensionsV1Api(api)
@@ -205,7 +208,11 @@ def apply_crds(kubeconfig: Path, files: list[Path], timeout: float = 60.0) -> No
         for path in files:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
-                    ext.create_custom_resource_definition(doc)
+                    try:
+                        ext.create_custom_resource_definition(doc)
+                    except ApiException as exc:
+                        if exc.status != 409:  # 409: already there
+                            raise
                     names.append(doc["metadata"]["name"])
         deadline = time.monotonic() + timeout
         for name in names:

@@ -185,27 +185,42 @@ def _settings(**flags: object) -> object:
         sys.exit(EXIT_INVALID)
 
 
-@main.command("run", epilog=_SETTINGS_EPILOG)
-@setting("kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config")
-@setting(
+# Settings both run and check take (check reports what run would decide).
+_KUBECONFIG = setting(
+    "kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config"
+)
+_NAMESPACES = setting(
     "namespaces", "Watch only these namespaces (repeatable; the variable: comma-separated).",
     flag="--namespace", multiple=True, shown="all",
 )  # fmt: skip
+_ANNOTATION_PREFIX = setting(
+    "annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/')."
+)
+_WATCH_LABEL_SELECTOR = setting(
+    "watch_label_selector", "Only objects matching this selector (sharding), "
+    "e.g. sharding.fluxcd.io/key=s1.", shown="every object",
+)  # fmt: skip
+_TAG_PARSING = setting(
+    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
+    choices=tuple(t.value for t in TagParsing),
+)  # fmt: skip
+
+
+@main.command("run", epilog=_SETTINGS_EPILOG)
+@_KUBECONFIG
+@_NAMESPACES
 @setting("interval", "Re-check interval of an object without an interval annotation.")
 @setting("min_interval", "Lowest interval an annotation may ask for (lower is raised to it).")
 @setting("tag_ttl", "How long a repository's tag listing is reused by every object on it.")
 @setting("dry_run", "Decide and report, patch nothing.", is_flag=True)
 @setting("once", "One full pass, then exit (0: it completed).", is_flag=True)
-@setting("annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/').")
+@_ANNOTATION_PREFIX
 @setting("log_format", "Log lines for people (text) or pipelines (json).", choices=LOG_FORMATS)
 @setting("log_level", "Least severe log lines shown.", choices=LOG_LEVELS)
 @setting("listen", "HOST:PORT of /metrics, /healthz and /readyz.")
 @setting("events_listen", "HOST:PORT of the push events listener (/hooks/...).", shown="off")
 @setting("gitlab_registry", "GitLab registry host the projects of GitLab hooks live on.")
-@setting(
-    "watch_label_selector", "Only objects matching this selector (sharding), "
-    "e.g. sharding.fluxcd.io/key=s1.", shown="every object",
-)  # fmt: skip
+@_WATCH_LABEL_SELECTOR
 @setting(
     "leader_elect", "Elect one leader on a Lease among replicas (only it requests).",
     flag="--leader-elect/--no-leader-elect", is_flag=True,
@@ -215,10 +230,7 @@ def _settings(**flags: object) -> object:
     "leader_election_id", "Name of the Lease.",
     shown="flux-oci-trigger, plus the shard with a label selector",
 )  # fmt: skip
-@setting(
-    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
-    choices=tuple(t.value for t in TagParsing),
-)  # fmt: skip
+@_TAG_PARSING
 @setting("event_gap", "At most one refresh of a repository per this, however many events.")
 @setting("expedite_window", "After a GitLab tag push, check its repositories every few seconds.")
 @setting(
@@ -282,19 +294,11 @@ def run_command(**flags: object) -> None:
 
 
 @main.command("check", epilog=_SETTINGS_EPILOG)
-@setting("kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config")
-@setting(
-    "namespaces", "Only these namespaces (repeatable; the variable: comma-separated).",
-    flag="--namespace", multiple=True, shown="all",
-)  # fmt: skip
-@setting("annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/').")
-@setting(
-    "watch_label_selector", "Only objects matching this selector.", shown="every object"
-)  # fmt: skip
-@setting(
-    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
-    choices=tuple(t.value for t in TagParsing),
-)  # fmt: skip
+@_KUBECONFIG
+@_NAMESPACES
+@_ANNOTATION_PREFIX
+@_WATCH_LABEL_SELECTOR
+@_TAG_PARSING
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check_command(output: str, **flags: object) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""

@@ -35,9 +35,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def require_tool(name: str, path: str | None = None) -> str:
+    """``path`` (a tool scripts/build-tools builds), else ``name`` on PATH."""
     found = path if path and os.access(path, os.X_OK) else shutil.which(name)
     if found is None:
-        message = f"{name} not found on PATH"
+        message = (
+            f"{name} not found at {path} nor on PATH (scripts/build-tools {name})"
+            if path
+            else f"{name} not found on PATH"
+        )
         if os.environ.get("FOT_REQUIRE_TOOLS") == "1":
             pytest.fail(message)
         pytest.skip(message)

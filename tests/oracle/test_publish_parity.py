@@ -40,6 +40,7 @@ from devenv.publish import ROOT, main, publish_directory
 from devenv.push import Pusher
 from devenv.registry import RunningRegistry
 from devenv.tools import tool_dir
+from tests.ops.conftest import require_tool
 
 SOURCE = "https://example.invalid/fleet.git"
 REVISION = "main@sha1:0123456789abcdef0123456789abcdef01234567"
@@ -48,19 +49,10 @@ RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
 
-def flux_push_binary() -> Path:
-    path = Path(os.environ.get("FOT_FLUX_PUSH_BIN") or tool_dir("flux-push") / "flux-push")
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        message = f"flux-push not built ({path}); run scripts/build-tools flux-push"
-        if os.environ.get("FOT_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="module")
 def flux_push() -> Path:
-    return flux_push_binary()
+    built = os.environ.get("FOT_FLUX_PUSH_BIN") or str(tool_dir("flux-push") / "flux-push")
+    return Path(require_tool("flux-push", built))
 
 
 @pytest.fixture()
