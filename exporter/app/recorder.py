@@ -2,9 +2,12 @@
 request->applied and first-seen->applied histograms, and a Warning Event when a target
 turns bad.
 
-Events are raised on a change of state or message, not on every failed check: an object
-failing every 2 s would otherwise bury its namespace in Events. The log line goes with
-the Event, so a failure that cannot be recorded as an Event (API server away) still shows.
+Events are raised when a target turns to a bad state, and then once for each message
+that state has not had yet, not on every failed check: an object failing every 2 s would
+otherwise bury its namespace in Events, and one whose failure alternates between two
+causes (a slow registry's deadline, then its page limit) would raise one every check.
+The log line goes with the Event, so a failure that cannot be recorded as an Event (API
+server away) still shows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from exporter.kube.trigger import ObjectRef
 
 log = logging.getLogger(__name__)
 BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
+MAX_REPORTED = 8  # distinct messages remembered per bad spell
 
 
 class CheckObserver(Protocol):
@@ -59,16 +63,16 @@ class Recorder:
         after_seen = decision.applied_after_seen_seconds
         if after_request is not None or after_seen is not None:
             self._observer.applied(str(source.id.kind), after_request, after_seen)
-        changed = (
-            previous is None
-            or previous.state is not decision.state
-            or previous.message != decision.message
-        )
-        if decision.state in BAD and changed:
-            log.warning("%s is %s: %s", source.id, decision.state.value, decision.message,
-                        extra=source.id.log_fields(decision.target_revision))  # fmt: skip
-            self._events.event(ref, _event_reason(decision.state), decision.message,
-                               warning=True)  # fmt: skip
+        reported: tuple[str, ...] = ()
+        if decision.state in BAD:
+            same_state = previous is not None and previous.state is decision.state
+            reported = previous.reported if previous is not None and same_state else ()
+            if decision.message not in reported:
+                log.warning("%s is %s: %s", source.id, decision.state.value, decision.message,
+                            extra=source.id.log_fields(decision.target_revision))  # fmt: skip
+                self._events.event(ref, _event_reason(decision.state), decision.message,
+                                   warning=True)  # fmt: skip
+                reported = (*reported, decision.message)[-MAX_REPORTED:]
         target = source if isinstance(source, Target) else None
         ok_check = isinstance(observation, Fresh | NoMatch)
         self._store.put(
@@ -85,6 +89,7 @@ class Recorder:
                 versions_behind=decision.versions_behind,
                 last_check=now if ok_check else None,
                 would_request=decision.should_request,
+                reported=reported,
             )
         )
 

@@ -31,6 +31,9 @@ class TargetRow:
     versions_behind: int = 0
     last_check: float | None = None  # Unix seconds of the last successful registry check
     would_request: bool = False
+    # messages already raised as Warning Events since the target turned to this bad state:
+    # a failure whose message alternates between two causes raises each once, not every check
+    reported: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

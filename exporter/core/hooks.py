@@ -93,6 +93,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _distribution(doc: dict[str, Any]) -> list[Nudge]:
     events = doc.get("events")
     if not isinstance(events, list):
@@ -154,7 +158,7 @@ def _harbor(doc: dict[str, Any]) -> list[Nudge]:
     if name is None:
         raise InvalidEvent("PUSH_ARTIFACT without event_data.repository.repo_full_name")
     hosts = set()
-    for resource in data.get("resources") or []:
+    for resource in _list(data.get("resources")):
         url = _text(_dict(resource).get("resource_url"))
         if url and "/" in url:
             hosts.add(url.split("/", 1)[0].lower())

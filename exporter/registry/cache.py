@@ -19,6 +19,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Hashable
@@ -156,22 +157,24 @@ class _TTLMap(Generic[T]):
         try:
             value = fetch()
         except RegistryError as exc:
+            failure, hold = _detached(exc), self._hold(exc)
+        else:
             now = self._clock()
-            hold = self._hold(exc)
-            entry = _Entry(
-                value=previous.value if previous else None,
-                fetched_at=previous.fetched_at if previous else now,
-                expires_at=now + hold,
-                error=exc,
-            )
+            entry = _Entry(value=value, fetched_at=now, expires_at=now + self._ttl)
             with self._lock:
                 self._entries[key] = entry
-            return self._answer(entry)
+            return value, now, None
+        # out of the except block: raised again, the failure gets no __context__
         now = self._clock()
-        entry = _Entry(value=value, fetched_at=now, expires_at=now + self._ttl)
+        entry = _Entry(
+            value=previous.value if previous else None,
+            fetched_at=previous.fetched_at if previous else now,
+            expires_at=now + hold,
+            error=failure,
+        )
         with self._lock:
             self._entries[key] = entry
-        return value, now, None
+        return self._answer(entry)
 
     def _hold(self, exc: RegistryError) -> float:
         """How long a failure is remembered: one TTL, or what the registry asked, capped."""
@@ -188,8 +191,22 @@ class _TTLMap(Generic[T]):
     def _answer(entry: _Entry[T]) -> tuple[T, float, RegistryError | None]:
         if entry.value is None:
             assert entry.error is not None
-            raise entry.error
+            raise _detached(entry.error)  # a copy: raising one object again grows its traceback
         return entry.value, entry.fetched_at, entry.error
+
+
+def _detached(exc: RegistryError) -> RegistryError:
+    """The same error (class, message, ``retry_after``) without its traceback, cause or
+    context. A remembered failure must not keep what the failed request read alive: the
+    frames of a traceback hold their locals (the pages and chunks of a capped listing,
+    about its cap) and the previous cache entry, whose error held the one before it, so
+    kept as raised, every failure would stay in memory for good."""
+    bare = copy.copy(exc)  # class(*args) and __dict__: no __traceback__, __cause__, __context__
+    bare.__traceback__ = None
+    bare.__cause__ = None
+    bare.__context__ = None
+    bare.__suppress_context__ = True
+    return bare
 
 
 class TagCache:

@@ -139,9 +139,26 @@ class RegistryClient:
         """Every tag of ``repo``, in the registry's order. ``[]`` for a repository without tags."""
         first = _endpoint(repo, tls, "tags/list")
         url = first.copy_merge_params({"n": str(self._page_size)}) if self._page_size else first
-        home = registry_origin(repo.registry, tls.insecure)
         seen: set[str] = set()
         tags: list[str] = []
+        try:
+            return self._pages(repo, credentials, tls, first, url, tags, seen)
+        except BaseException:
+            tags.clear()  # a failed listing's traceback must not keep what it read
+            seen.clear()
+            raise
+
+    def _pages(
+        self,
+        repo: RepositoryRef,
+        credentials: Credentials,
+        tls: TLSOptions,
+        first: httpx.URL,
+        url: httpx.URL,
+        tags: list[str],
+        seen: set[str],
+    ) -> list[str]:
+        home = registry_origin(repo.registry, tls.insecure)
         pages = 0
         listed = 0  # bytes over all pages
         while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -218,21 +219,55 @@ class Exchanger:
 
 
 def _read(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes:
-    """The body, refused beyond ``max_bytes``. The sockets keep the deadline; checking it per
-    chunk too covers transports that are not ours (tests, proxies)."""
+    """The body, decoded and refused beyond ``max_bytes``. Decoded here, not by httpx: a
+    gzip bomb would otherwise inflate each 64 KiB read to up to 64 MiB before the cap is
+    checked. The sockets keep the deadline; checking it per chunk too covers transports
+    that are not ours (tests, proxies)."""
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"response of {declared} bytes exceeds the {max_bytes} byte cap")
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(f"response exceeds the {max_bytes} byte cap")
-        if deadline.left() <= 0:
-            raise httpx.ReadTimeout("the exchange's deadline has passed", request=response.request)
-        chunks.append(chunk)
+    try:
+        for raw in response.iter_raw():
+            while raw:
+                if decoder is None:
+                    chunk, raw = raw, b""
+                else:  # never more than one byte beyond what is left
+                    chunk = decoder.decompress(raw, max_bytes - size + 1)
+                    raw = decoder.unconsumed_tail
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"response exceeds the {max_bytes} byte cap")
+                chunks.append(chunk)
+            if deadline.left() <= 0:
+                raise httpx.ReadTimeout(
+                    "the exchange's deadline has passed", request=response.request
+                )
+        if decoder is not None:
+            if not decoder.eof:
+                raise zlib.error("truncated")
+            chunks.append(decoder.flush())
+    except zlib.error:
+        chunks.clear()
+        raise httpx.DecodingError(
+            "the compressed body is corrupt", request=response.request
+        ) from None
+    except BaseException:
+        chunks.clear()  # the traceback keeps this frame: not what it read
+        raise
     return b"".join(chunks)
+
+
+def _decoder(encoding: str) -> zlib._Decompress | None:
+    """A decompressor for the ``Content-Encoding`` we offered; None for identity."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or a zlib header
+    raise httpx.DecodingError(f"unsupported Content-Encoding {coding[:40]!a}")
 
 
 class BodyTooLarge(RegistryProtocolError):

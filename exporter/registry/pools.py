@@ -33,6 +33,7 @@ import httpx
 from exporter.model import TLSOptions
 from exporter.registry.errors import RegistryConfigError
 
+ACCEPT_ENCODING = "gzip"  # what ``exchange`` decodes itself, within the body cap
 Origin = tuple[str, str, int]  # scheme, host (IDNA, lower case), port
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -263,7 +264,7 @@ class Pools:
             verify=verify,
             timeout=httpx.Timeout(self._timeout),
             limits=limits,
-            headers={"User-Agent": self._user_agent},
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=True,  # blob/manifest redirects to storage; tags never redirect
             transport=self._transport or _transport(verify, limits),
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like Flux does

@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 
 from exporter.flux.policy import TagParsing
-from exporter.registry.errors import RegistryRateLimited, RegistryUnavailable
+from exporter.registry.errors import (
+    RegistryProtocolError,
+    RegistryRateLimited,
+    RegistryUnavailable,
+)
 from tests.app.fakes import DIGEST, FakeKube, FakeRegistry, oci, rig
 
 A, B = "a.example", "b.example"
@@ -293,3 +297,29 @@ def test_a_patcher_bug_neither_sticks_the_target_nor_stops_the_others() -> None:
         assert len(calls) == 2  # the second object was patched; run_pass did not hang
         errors = r.store.snapshot().request_errors
         assert sum(errors.values()) == 1
+
+
+def test_a_failure_alternating_between_two_causes_raises_one_event_per_cause() -> None:
+    reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"]})
+    slow = RegistryUnavailable(f"{A}: no complete answer within the 30s deadline")
+    pages = RegistryProtocolError(f"{A}/app: more than 1000 pages of tags")
+    now = [1_000_000.0]
+    with rig(registry=reg, clock=lambda: now[0], default_interval=2, tag_ttl=0.01) as r:
+        r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD)]})
+        for i in range(6):  # slow, pages, slow, pages, ...
+            reg.failures[A] = slow if i % 2 == 0 else pages
+            checks = r.engine.checks
+            now[0] += 3
+            r.until(
+                lambda: r.engine.checks > checks and r.row_message("app") == str(reg.failures[A])
+            )
+        failed = [e for e in r.kube.events if e[1] == "RegistryCheckFailed"]
+        assert [e[2] for e in failed] == [str(slow), str(pages)]  # each cause once
+        del reg.failures[A]  # it recovers, then fails again: a real change, reported again
+        now[0] += 3
+        r.until(lambda: r.state("app") != "error")
+        reg.failures[A] = slow
+        now[0] += 3
+        r.until(lambda: r.state("app") == "error")
+        failed = [e for e in r.kube.events if e[1] == "RegistryCheckFailed"]
+        assert len(failed) == 3

@@ -130,3 +130,73 @@ def test_matching_by_host_path_and_subtree() -> None:
     assert {t.name for ts in renamed.values() for t in ts} == {"app", "mirror"}
     assert matching(Nudge("group/app", "10.0.0.7:5000", subtree=True), repos) == {}
     assert matching(Nudge("other"), repos) == {}
+
+
+# Keys the parsers read, so that generated documents reach every branch, not only the top.
+KEYS = ["events", "action", "target", "repository", "tag", "mediaType", "request", "host",
+        "project", "path_with_namespace", "build_status", "object_attributes", "status",
+        "after", "package", "registry_package", "package_type", "namespace", "owner", "login",
+        "name", "type", "event_data", "repo_full_name", "resources", "resource_url"]  # fmt: skip
+SHAPED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.sampled_from(["push", "success", "published", "container", "PUSH_ARTIFACT", "h/x"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), inner, max_size=6),
+    max_leaves=40,
+)  # fmt: skip
+DOCUMENTED = {
+    HookSource.DISTRIBUTION: (fx.DISTRIBUTION_PUSH, ""),
+    HookSource.GITLAB: (fx.GITLAB_JOB, "Job Hook"),
+    HookSource.GITHUB: (fx.GITHUB_PACKAGE, "package"),
+    HookSource.HARBOR: (fx.HARBOR_PUSH, ""),
+}
+
+
+def _replace(doc: Any, path: list[int], value: Any) -> Any:
+    """``doc`` with the node ``path`` picks (an index into each level's children) replaced."""
+    if not path or not isinstance(doc, dict | list) or not doc:
+        return value
+    keys = list(doc) if isinstance(doc, dict) else list(range(len(doc)))
+    key = keys[path[0] % len(keys)]
+    copy: Any = dict(doc) if isinstance(doc, dict) else list(doc)
+    copy[key] = _replace(doc[key], path[1:], value)
+    return copy
+
+
+def _answered(source: HookSource, doc: Any, event: str) -> None:
+    try:
+        found = parse(source, json.dumps(doc).encode(), event, GITLAB)
+    except InvalidEvent:
+        return
+    assert all(isinstance(n, Nudge) and n.path for n in found)
+
+
+@given(
+    source=st.sampled_from(list(HookSource)),
+    doc=SHAPED,
+    event=st.sampled_from(["", "Job Hook", "Pipeline Hook", "Tag Push Hook", "package",
+                           "registry_package"]),
+)  # fmt: skip
+def test_documents_with_the_parsers_keys_never_crash(
+    source: HookSource, doc: Any, event: str
+) -> None:
+    _answered(source, doc, event)
+
+
+@given(
+    source=st.sampled_from(list(HookSource)),
+    path=st.lists(st.integers(min_value=0, max_value=50), max_size=6),
+    value=SHAPED,
+)
+def test_a_documented_payload_with_any_node_replaced_never_crashes(
+    source: HookSource, path: list[int], value: Any
+) -> None:
+    doc, event = DOCUMENTED[source]
+    _answered(source, _replace(doc, path, value), event)
+
+
+@pytest.mark.parametrize("resources", [5, True, "x", {"resource_url": "h/x"}, [5, None]])
+def test_harbor_resources_of_any_shape_are_answered(resources: Any) -> None:
+    doc = dict(fx.HARBOR_PUSH)
+    doc["event_data"] = dict(doc["event_data"], resources=resources)
+    assert nudges(HookSource.HARBOR, doc) == [Nudge("library/app")]
