@@ -10,6 +10,12 @@ over 1 MiB get 413, unknown content types 415, malformed bodies 400; everything 
 answered 202 at once, relevant or not (a non-2xx makes a registry retry and back off its
 whole endpoint, and the answer must not reveal which repositories are tracked). What an
 event leads to is the engine's business: it is only a nudge.
+
+The port faces the internet, so it is served by ``exporter.web.door`` with tight limits
+(``LIMITS``), and everything that can be decided from the head is decided before a byte
+of the body is read: the path, the source being on, the length, the content type and,
+but for GitHub (whose signature covers the body), the secret. A GitHub delivery needs a
+well-formed signature header to have its body read at all.
 """
 
 from __future__ import annotations
@@ -17,15 +23,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporter.core.hooks import HookSource, InvalidEvent, Nudge, parse
+from exporter.web.door import Admission, FrontDoor, Limits
+from exporter.web.wire import Head, Request, text
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
+LIMITS = Limits(
+    max_connections=1024,
+    head_timeout=5.0,
+    request_timeout=15.0,  # a 1 MiB event, from connect to its last byte
+    send_timeout=10.0,
+    max_head=16 * 1024,
+    max_body=MAX_BODY,
+    workers=2,
+    backlog=4096,
+)
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 JSON_TYPES = {
     HookSource.DISTRIBUTION: (
         "application/vnd.docker.distribution.events.v1+json",
@@ -41,16 +59,22 @@ Count = Callable[[str, str], None]
 
 
 def authorized(source: HookSource, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
+    """Whether the delivery carries the source's secret (header names in lower case)."""
     if source is HookSource.GITHUB:
-        signature = headers.get("X-Hub-Signature-256", "")
+        signature = headers.get("x-hub-signature-256", "")
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         return hmac.compare_digest(signature.encode(), expected.encode())
-    name = "X-Gitlab-Token" if source is HookSource.GITLAB else "Authorization"
-    return hmac.compare_digest(headers.get(name, "").encode(), secret.encode())
+    return _header_secret(source, secret, headers)
 
 
-class Listener(ThreadingHTTPServer):
-    daemon_threads = True
+def _header_secret(source: HookSource, secret: str, headers: Mapping[str, str]) -> bool:
+    name = "x-gitlab-token" if source is HookSource.GITLAB else "authorization"
+    given = headers.get(name, "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, secret.encode())
+
+
+class Listener:
+    """``start`` serves on threads of its own; ``stop`` closes the port."""
 
     def __init__(
         self,
@@ -60,89 +84,83 @@ class Listener(ThreadingHTTPServer):
         count: Count,
         *,
         gitlab_host: str,
+        limits: Limits = LIMITS,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.secrets = dict(secrets)
         self.deliver = deliver
         self.count = count
         self.gitlab_host = gitlab_host
-        self.wall_clock = wall_clock
-        super().__init__(address, _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, name="events", daemon=True)
+        self._door = FrontDoor(address, self, limits, name="events", wall_clock=wall_clock)
+        self.server_address = self._door.server_address
+
+    @property
+    def open_connections(self) -> int:
+        return self._door.open_connections
 
     def start(self) -> None:
-        self._thread.start()
+        self._door.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        self._door.stop()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Listener
-    timeout = 10  # seconds per socket operation: a client that stalls is dropped
-
-    def do_GET(self) -> None:
-        self._send(405, "POST events to /hooks/<source>\n")
-
-    def do_POST(self) -> None:
-        received = self.server.wall_clock()
-        path = self.path.split("?", 1)[0].rstrip("/")
+    def admit(self, head: Head, peer: str) -> Admission:
+        """Everything the head can decide, before the body is read."""
+        if head.method != "POST":
+            return text(405, "POST events to /hooks/<source>", {"Allow": "POST"})
+        path = head.path.rstrip("/")
         name = path.removeprefix("/hooks/") if path.startswith("/hooks/") else ""
         try:
             source = HookSource(name)
         except ValueError:
-            self._send(404, "not found\n")
-            return
-        secret = self.server.secrets.get(source)
+            return text(404, "not found")
+        secret = self.secrets.get(source)
         if not secret:
-            self._send(404, f"{source} events are not enabled\n")
-            return
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            self._send(411, "Content-Length required\n")
-            return
-        if int(length) > MAX_BODY:
-            self._send(413, "body too large\n")
-            return
-        body = self.rfile.read(int(length))
-        headers = {k: v for k, v in self.headers.items()}
-        if not authorized(source, secret, headers, body):
-            self.server.count(source.value, "unauthorized")
-            log.info("%s event refused: not authorized (from %s)", source, self.client_address[0])
-            self._send(401, "unauthorized\n")
-            return
-        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            return text(404, f"{source} events are not enabled")
+        length = head.content_length()
+        if length is None:
+            return text(411, "Content-Length required")
+        if length > MAX_BODY:
+            return text(413, "body too large")
+        if source is HookSource.GITHUB:
+            signed = _SIGNATURE.fullmatch(head.headers.get("x-hub-signature-256", "")) is not None
+        else:
+            signed = _header_secret(source, secret, head.headers)
+        if not signed:
+            return self._refused(source, peer)
+        media = head.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in JSON_TYPES[source]:
-            self.server.count(source.value, "invalid")
-            self._send(415, "unsupported content type\n")
-            return
+            self.count(source.value, "invalid")
+            return text(415, "unsupported content type")
+        return length
+
+    def respond(self, request: Request) -> list[bytes]:
+        """With the body: GitHub's signature, then the payload; 202 for anything it names."""
+        head = request.head
+        source = HookSource(head.path.rstrip("/").removeprefix("/hooks/"))
+        secret = self.secrets[source]
+        if source is HookSource.GITHUB and not authorized(source, secret, head.headers,
+                                                            request.body):  # fmt: skip
+            return self._refused(source, request.peer)
         try:
-            nudges = parse(source, body, self.headers.get(_EVENT_HEADER[source], ""),
-                           self.server.gitlab_host)  # fmt: skip
+            nudges = parse(source, request.body, head.headers.get(_EVENT_HEADER[source], ""),
+                           self.gitlab_host)  # fmt: skip
         except InvalidEvent as exc:
-            self.server.count(source.value, "invalid")
+            self.count(source.value, "invalid")
             log.info("%s event refused: %s", source, exc)
-            self._send(400, "invalid event\n")
-            return
-        self.server.deliver(source, nudges, received)
-        self._send(202, "accepted\n")
+            return text(400, "invalid event")
+        self.deliver(source, nudges, request.received)
+        return text(202, "accepted")
 
-    def _send(self, code: int, text: str) -> None:
-        body = text.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+    def _refused(self, source: HookSource, peer: str) -> list[bytes]:
+        self.count(source.value, "unauthorized")
+        log.info("%s event refused: not authorized (from %s)", source, peer.rsplit(":", 1)[0])
+        return text(401, "unauthorized")
 
 
 _EVENT_HEADER = {
-    HookSource.DISTRIBUTION: "X-Event",  # not sent: distribution has one kind of envelope
-    HookSource.GITLAB: "X-Gitlab-Event",
-    HookSource.GITHUB: "X-GitHub-Event",
-    HookSource.HARBOR: "X-Event",
+    HookSource.DISTRIBUTION: "x-event",  # not sent: distribution has one kind of envelope
+    HookSource.GITLAB: "x-gitlab-event",
+    HookSource.GITHUB: "x-github-event",
+    HookSource.HARBOR: "x-event",
 }

@@ -154,12 +154,15 @@ def test_idle_connections_cost_no_thread_and_do_not_delay_a_scrape(server: Endpo
             sock.close()
 
 
-def test_a_client_that_sends_nothing_is_closed(server: Endpoints) -> None:
-    server.head_timeout = 0.5
-    with socket.create_connection(address(server), timeout=5) as sock:
-        start = time.monotonic()
-        assert sock.recv(1) == b""  # closed by the server, not by this timeout
-        assert time.monotonic() - start < 3
+def test_a_client_that_sends_nothing_is_closed() -> None:
+    server = small_server(16, head_timeout=0.5)
+    try:
+        with socket.create_connection(address(server), timeout=5) as sock:
+            start = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server, not by this timeout
+            assert time.monotonic() - start < 3
+    finally:
+        server.stop()
 
 
 def test_an_oversized_head_is_refused(server: Endpoints) -> None:
@@ -170,7 +173,7 @@ def test_an_oversized_head_is_refused(server: Endpoints) -> None:
 def test_an_aborted_scrape_is_only_a_debug_line(
     server: Endpoints, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="exporter.server")
+    caplog.set_level(logging.DEBUG, logger="exporter.web.door")
     for _ in range(5):
         sock = socket.create_connection(address(server), timeout=5)
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -185,7 +188,7 @@ def test_an_aborted_scrape_is_only_a_debug_line(
     assert (out, err) == ("", "")
 
 
-def small_server(max_connections: int) -> Endpoints:
+def small_server(max_connections: int, head_timeout: float = 10.0) -> Endpoints:
     endpoints = Endpoints(
         ("127.0.0.1", 0),
         CollectorRegistry(),
@@ -193,6 +196,7 @@ def small_server(max_connections: int) -> Endpoints:
         lambda: (True, "ok"),
         lambda: (True, "ok"),
         max_connections=max_connections,
+        head_timeout=head_timeout,
     )
     endpoints.start()
     return endpoints
