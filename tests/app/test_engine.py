@@ -311,7 +311,7 @@ def test_a_failure_alternating_between_two_causes_raises_one_event_per_cause() -
             checks = r.engine.checks
             now[0] += 3
             r.until(
-                lambda: r.engine.checks > checks and r.row_message("app") == str(reg.failures[A])
+                lambda c=checks: r.engine.checks > c and r.row_message("app") == str(reg.failures[A])
             )
         failed = [e for e in r.kube.events if e[1] == "RegistryCheckFailed"]
         assert [e[2] for e in failed] == [str(slow), str(pages)]  # each cause once
