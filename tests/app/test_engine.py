@@ -310,9 +310,12 @@ def test_a_failure_alternating_between_two_causes_raises_one_event_per_cause() -
             reg.failures[A] = slow if i % 2 == 0 else pages
             checks = r.engine.checks
             now[0] += 3
-            r.until(
-                lambda c=checks: r.engine.checks > c and r.row_message("app") == str(reg.failures[A])
-            )
+            cause = str(reg.failures[A])
+
+            def checked(c: int = checks, m: str = cause) -> bool:
+                return r.engine.checks > c and r.row_message("app") == m
+
+            r.until(checked)
         failed = [e for e in r.kube.events if e[1] == "RegistryCheckFailed"]
         assert [e[2] for e in failed] == [str(slow), str(pages)]  # each cause once
         del reg.failures[A]  # it recovers, then fails again: a real change, reported again
