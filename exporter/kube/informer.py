@@ -3,7 +3,10 @@
 One informer thread per (resource, namespace scope) LISTs once, then WATCHes from the list's
 resourceVersion. A watch that ends (server timeout) resumes from the last resourceVersion
 seen (bookmarks keep it fresh); only a 410 Gone forces a new LIST. API errors back off
-exponentially (1 s doubling to 60 s). There are no periodic LISTs.
+exponentially (1 s doubling to 60 s). There are no periodic LISTs. An outage is counted
+(``kube_failed``) and logged once per symptom, whichever it shows: a failed call, a watch
+that ends well before its timeout (cut), or a 410 when the watch resumes after a cut or a
+failure (the server came back without the history in between).
 
 Objects are handed on as plain dicts (the API's JSON): field paths are read only by
 ``exporter.flux.sources``. kubernetes client exceptions do not leave this module: callers see
@@ -17,6 +20,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 LIST_PAGE = 500
 WATCH_TIMEOUT_SECONDS = 290  # server-side; a new watch resumes from the last resourceVersion
+CUT_MARGIN = 10  # seconds: a watch ending sooner than its timeout less this was cut
 
 Obj = dict[str, Any]
 _lines: Callable[[Any], Iterator[str]] = _iter_resp_lines  # the client's own line splitter
@@ -70,7 +75,9 @@ class Informer:
         observer: KubeObserver | None = None,
         backoff_max: float = 60.0,
         label_selector: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._custom = k8s.CustomObjectsApi(api)
         self._selector = label_selector  # sharding: only matching objects, as Flux does
         self.resource = resource
@@ -118,18 +125,38 @@ class Informer:
     def _run(self) -> None:
         delay = 1.0
         resource_version: str | None = None
+        interrupted = False  # since the last LIST or full-length watch: a cut or a failure
         while not self._stop.is_set():
             try:
                 if resource_version is None:
                     resource_version = self._list()
+                    interrupted = False
+                started = self._clock()
                 resource_version = self._watch(resource_version)
                 delay = 1.0
+                lasted = self._clock() - started
+                if self._stop.is_set():
+                    return
+                if lasted < WATCH_TIMEOUT_SECONDS - CUT_MARGIN:
+                    # the server ends a watch at its timeout: sooner, it went away (a restart,
+                    # a network cut). Counted, so an outage that only cuts watches is seen.
+                    self._observer.kube_failed(self.resource.plural)
+                    log.warning("watch of %s was cut after %.0fs; resuming", self._what(), lasted)
+                    interrupted = True
+                else:
+                    interrupted = False
             except _Gone:
-                log.info("watch of %s expired (410); listing again", self._what())
+                if interrupted:  # the server came back without the history we missed
+                    self._observer.kube_failed(self.resource.plural)
+                    log.warning("watch of %s resumed after an interruption but expired (410); "
+                                "listing again", self._what())  # fmt: skip
+                else:
+                    log.info("watch of %s expired (410); listing again", self._what())
                 resource_version = None
             except Exception as exc:  # API errors, connection and protocol failures
                 if self._stop.is_set():
                     return
+                interrupted = True
                 self._observer.kube_failed(self.resource.plural)
                 log.warning("%s failed: %s; retrying in %.0fs", self._what(), _describe(exc), delay)
                 self._stop.wait(delay * random.uniform(0.8, 1.2))

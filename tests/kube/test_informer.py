@@ -115,3 +115,44 @@ def test_a_410_on_the_watch_call_lists_again_and_a_failure_backs_off() -> None:
     assert [o["metadata"]["name"] for o in inf.objects()] == ["c"]
     assert ("DELETED", "a") in events and ("ADDED", "c") in events
     assert inf.synced.is_set()
+
+
+def test_a_cut_watch_and_a_410_after_it_are_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An API server that goes away ends the watch early, with no error; when it comes back
+    its watch cache has forgotten the resourceVersion: both are the outage, both counted."""
+    observer = Observer()
+    now = [0.0]
+    inf = Informer(k8s.ApiClient(), OCI, None, lambda *_: None, observer=observer,
+                   clock=lambda: now[0])  # fmt: skip
+    watches: list[str] = []
+
+    def call(**kwargs: Any) -> Any:
+        return {"items": [obj("a", "1")], "metadata": {"resourceVersion": "1"}}
+
+    def watch(resource_version: str) -> str:
+        rv = resource_version
+        watches.append(rv)
+        if len(watches) == 1:
+            now[0] += 290  # a full-length watch, ended by the server's timeout
+            return rv
+        if len(watches) == 2:
+            now[0] += 3  # cut after 3 s
+            return rv
+        if len(watches) == 3:
+            raise _Gone()
+        inf._stop.set()
+        return rv
+
+    inf._call = call  # type: ignore[method-assign]
+    inf._watch = watch  # type: ignore[method-assign]
+    caplog.set_level("INFO", logger="exporter.kube.informer")
+    inf._run()
+    assert observer.failures == 2 and observer.lists == 2
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert lines == [
+        "watch of ocirepositories in all namespaces was cut after 3s; resuming",
+        "watch of ocirepositories in all namespaces resumed after an interruption but "
+        "expired (410); listing again",
+    ]
