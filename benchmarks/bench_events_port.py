@@ -16,6 +16,7 @@ connect to the 202:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import statistics
@@ -36,7 +37,7 @@ BODY = json.dumps(
                 "request": {"host": "registry.example"},
             }
         ]
-    }  # fmt: skip
+    }
 ).encode()
 CHILD = """
 import sys, threading
@@ -89,10 +90,8 @@ def timed(port: int, n: int = 20) -> str:
 def drip(socks: list[socket.socket], stop: threading.Event) -> None:
     while not stop.wait(1.0):
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.send(b"x")
-            except OSError:
-                pass
 
 
 def main() -> None:

@@ -247,6 +247,7 @@ def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
 
+    from exporter import allocator
     from exporter.app.secrets import SecretError
     from exporter.app.service import ListenError, Service
     from exporter.kube.errors import KubeError
@@ -257,6 +258,7 @@ def run_command(**flags: object) -> None:
     settings = _settings(**flags)
     assert isinstance(settings, Settings)
     configure(settings.log_format, level=logging.getLevelName(settings.log_level.upper()))
+    allocator.tune()  # before the worker threads exist: their arenas follow it
     try:
         service = Service(settings)
     except KubeError as exc:

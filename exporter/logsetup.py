@@ -1,5 +1,9 @@
 """Log lines as text for people or JSON for log pipelines (one object per line).
 
+Whatever the format, a record is one line: a traceback is folded into it (`` | ``
+between its lines in text, a field in JSON), and an exception that escapes a thread is
+logged as such a line instead of the interpreter's raw traceback on stderr.
+
 JSON lines about one Flux object carry ``kind``, ``namespace``, ``name`` (and ``revision``
 where there is one) as keys, like Flux's own controllers, so pipelines filter per object.
 """
@@ -9,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from types import TracebackType
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,12 +36,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " | ")
+
+
+def _uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("exporter").error("thread %s ended on an uncaught exception", name,
+                                        exc_info=exc_info)  # fmt: skip
+
+
+def _uncaught_main(
+    exc_type: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, value, tb)
+        return
+    logging.getLogger("exporter").critical("uncaught exception", exc_info=(exc_type, value, tb))
+
+
 def configure(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    threading.excepthook = _uncaught
+    sys.excepthook = _uncaught_main
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

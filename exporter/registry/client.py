@@ -201,7 +201,7 @@ class RegistryClient:
             return self._get(repo, credentials, tls, url, _JSON, max_bytes=cap)
         except BodyTooLarge as exc:
             if cap == self._max_bytes:
-                raise
+                raise RegistryProtocolError(f"{repo}: tag list: {exc}") from exc
             raise RegistryProtocolError(
                 f"{repo}: the tag listing exceeds the {self._max_listing_bytes} byte cap "
                 "over all its pages"

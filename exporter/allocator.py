@@ -1,0 +1,45 @@
+"""The C allocator, told how a long-running exporter uses memory (glibc only).
+
+Each tag listing reads up to its cap (8 MiB) in 64 KiB pieces on whichever worker thread
+checks it, then frees all of it. glibc's defaults turn that into RSS that only grows: a
+heap arena per thread (up to eight per core), and a threshold for giving big blocks
+their own mapping that rises each time such a block is freed, so later big blocks come
+from the arenas and fragment them. Measured against hostile registries sending capped
+listings every 10 s: RSS drifted from 79 to 208 MB in 40 rounds with the defaults, and
+stayed at 63-65 MB with two arenas and a fixed 1 MiB threshold (what ``tune`` sets, as
+``MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576`` would). Python's own objects are
+unaffected. Variables the operator set win; on another C library nothing is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+ARENAS = 2
+MMAP_THRESHOLD = 1 << 20
+
+
+def tune(env: Mapping[str, str] = os.environ) -> bool:
+    """Set the arena count and the mmap threshold; True when glibc took them."""
+    try:
+        libc = ctypes.CDLL(None)
+        version = libc.gnu_get_libc_version
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (musl, macOS): its allocator behaves otherwise
+    version.restype = ctypes.c_char_p
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    done = True
+    if "MALLOC_ARENA_MAX" not in env:
+        done &= mallopt(M_ARENA_MAX, ARENAS) == 1
+    if "MALLOC_MMAP_THRESHOLD_" not in env:
+        done &= mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    log.debug("glibc %s: arenas %d, mmap threshold %d bytes (%s)", version().decode(),
+              ARENAS, MMAP_THRESHOLD, "set" if done else "refused")  # fmt: skip
+    return done
