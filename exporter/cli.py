@@ -243,6 +243,14 @@ _TAG_PARSING = setting(
 )  # fmt: skip
 @setting("stuck_backoff_min", "First repeat of a request Flux handled without applying it.")
 @setting("stuck_backoff_max", "The doubling repeat delay stops growing here.")
+@setting(
+    "notify_watch", "Watch the notifications of `notify` (OCIArtifactPushed Events).",
+    flag="--notify-watch/--no-notify-watch", is_flag=True,
+)  # fmt: skip
+@setting(
+    "notify_everywhere", "Namespaces whose notifications reach every namespace (repeatable; "
+    "the variable: comma-separated).", multiple=True, shown="none",
+)  # fmt: skip
 def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
@@ -255,6 +263,7 @@ def run_command(**flags: object) -> None:
     from exporter.settings import Settings
 
     flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
+    flags["notify_everywhere"] = tuple(flags["notify_everywhere"]) or None  # type: ignore[arg-type]
     settings = _settings(**flags)
     assert isinstance(settings, Settings)
     configure(settings.log_format, level=logging.getLevelName(settings.log_level.upper()))
@@ -311,7 +320,7 @@ def check_command(output: str, **flags: object) -> None:
     from exporter.settings import Settings
 
     flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
-    settings = _settings(**flags, dry_run=True)
+    settings = _settings(**flags, dry_run=True, notify_watch=False)
     assert isinstance(settings, Settings)
     configure("text", level=30)
     try:
@@ -327,3 +336,73 @@ def check_command(output: str, **flags: object) -> None:
     finally:
         service.stop()
     click.echo(render_json(rows) if output == "json" else render_table(rows))
+
+
+@main.command("notify")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--kubeconfig", default=None, help="Kubeconfig file.",
+              show_default="$KUBECONFIG, then ~/.kube/config")  # fmt: skip
+@click.option("--context", default=None, help="The kubeconfig context to use.",
+              show_default="the current context")  # fmt: skip
+@click.option("--all-contexts", is_flag=True,
+              help="Notify through every context of the kubeconfig (one per cluster).")  # fmt: skip
+@click.option("--namespace", "-n", default=None, help="Namespace of the Flux sources.",
+              show_default="the context's, else default")  # fmt: skip
+@click.option("--wait", default=None, metavar="DURATION",
+              help="Then wait until Flux applied it (e.g. 5m).")  # fmt: skip
+@click.option("--annotation-prefix", default=None, help="Opt-in annotation prefix (--wait).",
+              show_default="oci-trigger.gitlab.com/")  # fmt: skip
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def notify_command(
+    refs: tuple[str, ...],
+    kubeconfig: str | None,
+    context: str | None,
+    all_contexts: bool,
+    namespace: str | None,
+    wait: str | None,
+    annotation_prefix: str | None,
+    output: str,
+) -> None:
+    """Tell flux-oci-trigger that REF was pushed, through the Kubernetes API only.
+
+    REF is [oci://]HOST[:PORT]/PATH:TAG, optionally @sha256:DIGEST, e.g.
+    "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG". One OCIArtifactPushed Event per REF is created
+    in the namespace; the exporter checks the registry for the opted-in objects on that
+    repository there at once. Needs `create` on events.events.k8s.io (and, for --wait,
+    read access to the Flux sources): manifests/notify/role.yaml.
+
+    \b
+    Exit codes:
+      0  notified (with --wait: applied wherever it is selected)
+      1  --wait: no opted-in object in scope selects the artifact
+      2  invalid input (reference, duration, context)
+      3  --wait: timed out (the objects still behind are listed)
+      4  the API server cannot be used or refuses (the permission is named)
+    """
+    from exporter.app import notify
+    from exporter.core.notify import InvalidReference, parse_ref
+    from exporter.flux.annotations import DEFAULT_PREFIX, parse_duration
+
+    if all_contexts and context:
+        _fail(EXIT_INVALID, "give --context or --all-contexts, not both")
+    try:
+        parsed = [parse_ref(ref) for ref in refs]
+    except InvalidReference as exc:
+        _fail(EXIT_INVALID, str(exc))
+        return
+    seconds = None
+    if wait:
+        try:
+            seconds = parse_duration(wait)
+        except ValueError as exc:
+            _fail(EXIT_INVALID, f"--wait: {exc}")
+    try:
+        clusters = notify.clusters(kubeconfig, context, all_contexts, namespace)
+        outcome = notify.run(clusters, parsed, wait=seconds,
+                             prefix=annotation_prefix or DEFAULT_PREFIX,
+                             instance=notify.instance_name())  # fmt: skip
+    except notify.NotifyError as exc:
+        _fail(exc.code, str(exc))
+        return
+    click.echo(notify.render_json(outcome) if output == "json" else notify.render_text(outcome))
+    sys.exit(outcome.code)

@@ -33,7 +33,6 @@ TARGET_LABELS = ("kind", "namespace", "name")
 REQUEST_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LEAD_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
-EVENT_SOURCES = ("distribution", "gitlab", "github", "harbor")
 EVENT_RESULTS = ("accepted", "ignored", "coalesced", "unauthorized", "invalid")
 REGISTRY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # request results exported from 0 once a registry is first contacted: no answer ("error",
@@ -118,7 +117,8 @@ class Metrics:
 
         self.events_received = Counter(
             "flux_oci_events_received",
-            "Push events received on the events listener, by source and what became of them.",
+            "Push events received (hooks on the events listener; source kubernetes: notify "
+            "through the API server), by source and what became of them.",
             ["source", "result"],
             registry=r,
         )

@@ -85,6 +85,12 @@ class Settings:
     """Seconds before the first repeat of a request Flux handled without applying it."""
     stuck_backoff_max: float = 3600.0
     """Seconds: the doubling repeat delay stops growing here."""
+    notify_watch: bool = True
+    """Watch the ``OCIArtifactPushed`` Events CI jobs create with ``flux-oci-trigger
+    notify``: instant updates with nothing inbound (one watch)."""
+    notify_everywhere: tuple[str, ...] = ()
+    """Namespaces whose notifications reach the objects of every namespace (platform
+    teams); a notification from any other namespace reaches its own namespace only."""
     tag_parsing: TagParsing = TagParsing.FLUX_2_7
     """Which tags the watched Flux reads as versions: ``flux-2.7`` for Flux 2.7 and later
     (``2025.02.03``, ``v1.2.3``: two dots, leading zeros allowed), ``flux-2.6`` for Flux
@@ -200,6 +206,8 @@ _CONVERTERS: dict[str, Callable[[object], Any]] = {
     "stuck_backoff_min": _duration,
     "stuck_backoff_max": _duration,
     "tag_parsing": _tag_parsing,
+    "notify_watch": _bool,
+    "notify_everywhere": _namespaces,
 }
 
 

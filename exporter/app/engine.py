@@ -37,7 +37,7 @@ from exporter.app.recorder import CheckObserver, Recorder
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.decision import Decision, decide
-from exporter.core.hooks import HookSource, Nudge, matching
+from exporter.core.hooks import HookSource, Nudge, matching, merged
 from exporter.core.memory import Backoff
 from exporter.core.observation import Fresh, Observation, RegistryFailure
 from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
@@ -279,7 +279,12 @@ class Engine:
             key = (repo.registry, repo.path)
             last = self._last_refresh.get(key)
             if last is not None and now - last < self._c.event_gap:
-                self._deferred[key] = (last + self._c.event_gap, nudge, received_at)
+                pending = self._deferred.get(key)
+                if pending is None:
+                    self._deferred[key] = (last + self._c.event_gap, nudge, received_at)
+                else:  # one refresh at the gap's end for both: every namespace, the first time
+                    when, earlier, at = pending
+                    self._deferred[key] = (when, merged(earlier, nudge), min(at, received_at))
                 result = "coalesced"
                 continue
             self._refresh(repo, targets, nudge, received_at, now)
@@ -310,6 +315,7 @@ class Engine:
                     tid for tid, t in self._tracked.items()
                     if isinstance(t.source, Target)
                     and (t.source.repository.registry, t.source.repository.path) == key
+                    and (nudge.namespaces is None or tid.namespace in nudge.namespaces)
                 ]  # fmt: skip
                 if targets:
                     repo = RepositoryRef(*key)

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from exporter.core.hooks import HookSource, InvalidEvent, Nudge, parse
+from exporter.core.hooks import HTTP_SOURCES, HookSource, InvalidEvent, Nudge, parse
 from exporter.web.door import Admission, FrontDoor, Limits
 from exporter.web.wire import Head, Request, text
 
@@ -113,6 +113,8 @@ class Listener:
         try:
             source = HookSource(name)
         except ValueError:
+            return text(404, "not found")
+        if source not in HTTP_SOURCES:
             return text(404, "not found")
         secret = self.secrets.get(source)
         if not secret:

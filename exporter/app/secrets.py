@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from exporter.core.hooks import HookSource
+from exporter.core.hooks import HTTP_SOURCES, HookSource
 
 PREFIX = "FLUX_OCI_TRIGGER_"
 
@@ -23,7 +23,7 @@ class SecretError(Exception):
 
 def hook_secrets(env: Mapping[str, str]) -> dict[HookSource, str]:
     found: dict[HookSource, str] = {}
-    for source in HookSource:
+    for source in HTTP_SOURCES:
         name = f"{PREFIX}{source.value.upper()}_SECRET"
         path = env.get(name + "_FILE")
         if path and not Path(path).exists():

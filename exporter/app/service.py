@@ -21,9 +21,11 @@ from kubernetes import config as k8s_config
 from exporter.app.engine import Engine, EngineConfig
 from exporter.app.exposition import Exposition
 from exporter.app.listener import Listener
+from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.hooks import HookSource
 from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
@@ -166,6 +168,15 @@ class Service:
             workers=self.workers,
             leading=self.leading,
         )
+        self.notifications: NotificationChannel | None = None
+        if settings.notify_watch and not settings.once:
+            self.notifications = NotificationChannel(
+                self.api, settings.namespaces, self.engine.deliver, self.metrics.event_received,
+                observer=self.metrics, leading=self.leading,
+                everywhere=settings.notify_everywhere,
+            )  # fmt: skip
+            self.metrics.kube_resources([EVENTS.plural])
+            self.metrics.events_enabled([HookSource.KUBERNETES.value])
         self.stopping = threading.Event()
         self._stopped = False
 
@@ -186,6 +197,10 @@ class Service:
         return dict(found)
 
     def start_informers(self, timeout: float = 60.0) -> bool:
+        """Start every watch; wait for the Flux objects' lists (not the notifications':
+        a missing permission there must not keep the exporter unready)."""
+        if self.notifications is not None:
+            self.notifications.start()
         for informer in self.informers:
             informer.start()
         deadline = time.monotonic() + timeout
@@ -283,9 +298,13 @@ class Service:
             self.leadership.stop()  # first: the other replica takes over at once
         for informer in self.informers:  # all at once, then one shared wait
             informer.signal_stop()
+        if self.notifications is not None:
+            self.notifications.signal_stop()
         deadline = time.monotonic() + 5.0
         for informer in self.informers:
             informer.join(deadline - time.monotonic())
+        if self.notifications is not None:
+            self.notifications.join(deadline - time.monotonic())
         self.engine.stop()
         self.workers.stop(timeout=2.0)
         self.exposition.stop()

@@ -45,6 +45,10 @@ class HookSource(StrEnum):
     GITLAB = "gitlab"
     GITHUB = "github"
     HARBOR = "harbor"
+    KUBERNETES = "kubernetes"  # ``notify``: an Event through the API server, not a hook
+
+
+HTTP_SOURCES = (HookSource.DISTRIBUTION, HookSource.GITLAB, HookSource.GITHUB, HookSource.HARBOR)
 
 
 class InvalidEvent(ValueError):
@@ -55,12 +59,25 @@ class InvalidEvent(ValueError):
 class Nudge:
     """Look at ``path`` now: on ``host`` (None: on any registry host), and every
     repository below it too when ``subtree``; ``expedite``: a build is coming, look
-    again every few seconds for a while."""
+    again every few seconds for a while; ``namespaces``: only targets there (a
+    notification through the Kubernetes API speaks for its own namespace)."""
 
     path: str
     host: str | None = None
     subtree: bool = False
     expedite: bool = False
+    namespaces: frozenset[str] | None = None  # only targets in these; None: any
+
+
+def merged(first: Nudge, later: Nudge) -> Nudge:
+    """Two nudges for the same repository within one gap, as one (none is lost: the
+    namespaces of both, expedited if either was)."""
+    if first.namespaces is None or later.namespaces is None:
+        namespaces = None
+    else:
+        namespaces = first.namespaces | later.namespaces
+    return Nudge(later.path, later.host, later.subtree or first.subtree,
+                 later.expedite or first.expedite, namespaces)  # fmt: skip
 
 
 def parse(source: HookSource, body: bytes, event_header: str, gitlab_host: str) -> list[Nudge]:
@@ -72,7 +89,9 @@ def parse(source: HookSource, body: bytes, event_header: str, gitlab_host: str) 
         return _gitlab(doc, event_header, gitlab_host)
     if source is HookSource.GITHUB:
         return _github(doc, event_header)
-    return _harbor(doc)
+    if source is HookSource.HARBOR:
+        return _harbor(doc)
+    raise InvalidEvent(f"{source} events do not come over HTTP")
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -180,6 +199,8 @@ def matching(
     found: dict[RepositoryRef, list[TargetId]] = {}
     anywhere: dict[RepositoryRef, list[TargetId]] = {}
     for target_id, repo in repositories.items():
+        if nudge.namespaces is not None and target_id.namespace not in nudge.namespaces:
+            continue
         if not under(repo.path.lower()):
             continue
         anywhere.setdefault(repo, []).append(target_id)

@@ -75,9 +75,11 @@ class Informer:
         observer: KubeObserver | None = None,
         backoff_max: float = 60.0,
         label_selector: str = "",
+        field_selector: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._fields = field_selector
         self._custom = k8s.CustomObjectsApi(api)
         self._selector = label_selector  # sharding: only matching objects, as Flux does
         self.resource = resource
@@ -169,6 +171,8 @@ class Informer:
         r = self.resource
         if self._selector:
             kwargs["label_selector"] = self._selector
+        if self._fields:
+            kwargs["field_selector"] = self._fields
         if self.namespace:
             return self._custom.list_namespaced_custom_object(
                 r.group, r.version, self.namespace, r.plural, **kwargs

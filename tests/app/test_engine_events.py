@@ -118,3 +118,33 @@ def test_a_tag_push_expedites_until_the_build_lands() -> None:
         for _ in range(5):
             r.engine.step(0.01)
         assert r.engine.checks == settled
+
+
+def test_a_notification_reaches_only_its_namespace_even_when_coalesced() -> None:
+    now = [1_000_000.0]
+    reg = FakeRegistry(tags={f"{HOST}/team/app": ["1.0.0"]})
+    url = f"oci://{HOST}/team/app"
+    objects = [oci(f"app-{ns}", url, ns=ns, applied=OLD) for ns in ("a", "b", "c")]
+    with rig(registry=reg, default_interval=3600, clock=lambda: now[0]) as r:
+        r.engine.sync({"OCIRepository": objects})
+        r.until(lambda: r.engine.checks == 3)
+        reg.tags[f"{HOST}/team/app"] = ["1.0.0", "1.1.0"]
+
+        def scoped(ns: str) -> list[Nudge]:
+            return [Nudge("team/app", HOST, namespaces=frozenset({ns}))]
+
+        r.engine.deliver(HookSource.KUBERNETES, scoped("a"), now[0])
+        r.until(lambda: len(r.kube.patches) == 1)
+        assert r.kube.patches[0][0] == "app-a"
+        now[0] += 0.5  # within the gap: deferred, merged with the next, run at its end
+        r.engine.deliver(HookSource.KUBERNETES, scoped("b"), now[0])
+        r.engine.deliver(HookSource.KUBERNETES, scoped("b"), now[0])
+        for _ in range(5):
+            r.engine.step(0.01)
+        assert count(r, "kubernetes", "coalesced") == 2
+        now[0] += 2
+        r.until(lambda: len(r.kube.patches) == 2)
+        for _ in range(5):
+            r.engine.step(0.01)
+        assert sorted(p[0] for p in r.kube.patches) == ["app-a", "app-b"]  # never c
+        assert count(r, "kubernetes", "accepted") == 1

@@ -6,6 +6,7 @@ import tomllib
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.ops.conftest import ROOT, kustomize
 
@@ -21,6 +22,15 @@ PERMISSIONS = {
     ("", "secrets", "get"),
     ("", "serviceaccounts", "get"),
     *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
+    ("events.k8s.io", "events", "list"),  # the notifications of `notify`
+    ("events.k8s.io", "events", "watch"),
+}  # fmt: skip
+# What a CI job running `notify` may do in its own namespace (manifests/notify): create its
+# Event, and read the Flux sources for --wait.
+NOTIFY_PERMISSIONS = {
+    ("events.k8s.io", "events", "create"),
+    *((FLUX, r, v) for r in ("ocirepositories", "helmrepositories", "helmcharts")
+      for v in ("get", "list", "watch")),
 }  # fmt: skip
 
 Objects = list[dict[str, Any]]
@@ -243,10 +253,49 @@ def test_the_sharded_layout_runs_two_shards_and_the_rest(kubectl: str) -> None:
         assert term["podAffinityTerm"]["labelSelector"] == {"matchLabels": match}
 
 
-@pytest.mark.parametrize("layout", [".", "base", "namespaced", "events", "sharded"])
+@pytest.mark.parametrize("layout", [".", "base", "namespaced", "events", "sharded", "notify"])
 def test_every_object_of_every_layout_is_labelled_part_of(kubectl: str, layout: str) -> None:
     objects = kustomize(kubectl, ROOT / "manifests" / layout)
     unlabelled = [(o["kind"], o["metadata"]["name"]) for o in objects
                   if o["metadata"].get("labels", {}).get("app.kubernetes.io/part-of")
                   != "flux-oci-trigger"]  # fmt: skip
     assert unlabelled == []
+
+
+def test_the_notify_role_is_least_privilege(kubectl: str) -> None:
+    """manifests/notify: a Role for a tenant namespace that creates Events and reads the
+    Flux sources (for --wait), and can change nothing else."""
+    objects = kustomize(kubectl, ROOT / "manifests" / "notify")
+    assert sorted(o["kind"] for o in objects) == ["Role", "RoleBinding", "ServiceAccount"]
+    assert [o for o in objects if "namespace" in o["metadata"]] == []  # the one applied in
+    role = one(objects, "Role")
+    assert role["metadata"]["name"] == "flux-oci-trigger-notify"
+    assert role["metadata"]["labels"]["app.kubernetes.io/name"] == "flux-oci-trigger"
+    granted = _permissions(role)
+    assert granted == NOTIFY_PERMISSIONS
+    assert not [p for p in granted if "*" in p], "no wildcards"
+    assert not [p for p in granted if p[1] in ("secrets", "serviceaccounts", "pods")]
+    writes = ("create", "patch", "update", "delete", "deletecollection")
+    assert [p for p in granted if p[2] in writes] == [("events.k8s.io", "events", "create")]
+    assert "aggregationRule" not in role
+
+
+def test_the_notify_bindings_name_the_role_and_their_subject(kubectl: str) -> None:
+    """The ServiceAccount binding of the kustomization (its subject: the ServiceAccount
+    next to it, in the binding's namespace) and the GitLab CI job example."""
+    objects = kustomize(kubectl, ROOT / "manifests" / "notify")
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                "name": one(objects, "Role")["metadata"]["name"]}  # fmt: skip
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"] == role_ref
+    account = one(objects, "ServiceAccount")["metadata"]["name"]
+    assert account == "ci-notify"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    path = ROOT / "manifests" / "notify" / "rolebinding-gitlab-ci-job.yaml"
+    (gitlab,) = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert gitlab["kind"] == "RoleBinding" and "namespace" not in gitlab["metadata"]
+    assert gitlab["metadata"]["name"] == "flux-oci-trigger-notify"
+    assert gitlab["roleRef"] == role_ref
+    assert gitlab["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                   "name": "gitlab:project:42"}]  # fmt: skip
+    assert "access_as:" in path.read_text() and "ci_job: {}" in path.read_text()

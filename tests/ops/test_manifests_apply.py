@@ -203,11 +203,13 @@ def test_the_cluster_role_is_enough_and_no_more(
     flux = "source.toolkit.fluxcd.io"
     allowed = [("watch", f"ocirepositories.{flux}"), ("list", f"helmcharts.{flux}"),
                ("patch", f"ocirepositories.{flux}"), ("patch", f"helmcharts.{flux}"),
-               ("get", "secrets"), ("get", "serviceaccounts"), ("create", "events")]  # fmt: skip
+               ("get", "secrets"), ("get", "serviceaccounts"), ("create", "events"),
+               ("list", "events.events.k8s.io"), ("watch", "events.events.k8s.io")]  # fmt: skip
     denied = [("patch", f"helmrepositories.{flux}"), ("update", f"ocirepositories.{flux}"),
               ("delete", f"ocirepositories.{flux}"), ("create", f"ocirepositories.{flux}"),
               ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"),
-              ("list", "pods"), ("patch", "serviceaccounts")]  # fmt: skip
+              ("list", "pods"), ("patch", "serviceaccounts"),
+              ("delete", "events.events.k8s.io")]  # fmt: skip
     assert [a for a in allowed if not can(*a)] == []
     assert [d for d in denied if can(*d)] == []
 
@@ -277,6 +279,49 @@ def test_the_namespaced_roles_are_enough_and_stay_in_their_namespace(
                        "ocirepositories.source.toolkit.fluxcd.io", *where])  # fmt: skip
         assert out.strip() == expected, (where, out)
     _requests_as(prepared, as_exporter, registry, ns)
+
+
+def test_the_notify_role_lets_a_ci_job_notify_and_no_more(prepared: str, kubectl: str) -> None:
+    """manifests/notify, applied as its kustomization says, in a tenant namespace: the
+    ServiceAccount ci-notify may create the notification Event and read the Flux sources
+    there, and change no Flux object, read no Secret, notify no other namespace. The GitLab
+    example binding gives the same to the jobs of project 42 as the agent impersonates them."""
+    ns = "notify-tenant"
+    k = [kubectl, "--kubeconfig", prepared]
+    code, out = _run([*k, "create", "namespace", ns])
+    assert code == 0, out
+    notify = ROOT / "manifests" / "notify"
+    for source in (["-k", str(notify)], ["-f", str(notify / "rolebinding-gitlab-ci-job.yaml")]):
+        code, out = _run([*k, "apply", "--server-side", "--field-manager=flux-oci-trigger-tests",
+                          *source, "-n", ns])  # fmt: skip
+        assert code == 0, out
+
+    def can(who: list[str], verb: str, resource: str, where: str = ns) -> bool:
+        _, out = _run([*k, "auth", "can-i", verb, resource, "-n", where, *who])
+        assert out.strip() in ("yes", "no"), out
+        return out.strip() == "yes"
+
+    flux = "source.toolkit.fluxcd.io"
+    account = [f"--as=system:serviceaccount:{ns}:ci-notify"]
+    allowed = [("create", "events.events.k8s.io"), ("get", f"ocirepositories.{flux}"),
+               ("list", f"helmrepositories.{flux}"), ("watch", f"helmcharts.{flux}")]  # fmt: skip
+    denied = [("patch", f"ocirepositories.{flux}"), ("update", f"helmcharts.{flux}"),
+              ("delete", f"ocirepositories.{flux}"), ("create", f"ocirepositories.{flux}"),
+              ("get", "secrets"), ("list", "secrets"), ("list", "events.events.k8s.io"),
+              ("patch", "events.events.k8s.io"), ("create", "pods"),
+              ("patch", "deployments.apps")]  # fmt: skip
+    assert [a for a in allowed if not can(account, *a)] == []
+    assert [d for d in denied if can(account, *d)] == []
+    assert not can(account, "create", "events.events.k8s.io", "default")
+
+    job = ["--as=gitlab:ci_job:1001", "--as-group=gitlab:ci_job", "--as-group=gitlab:group:7"]
+    project = ["--as-group=gitlab:project:42"]
+    assert can([*job, *project], "create", "events.events.k8s.io")
+    assert can([*job, *project], "list", f"ocirepositories.{flux}")
+    assert not can([*job, *project], "patch", f"ocirepositories.{flux}")
+    assert not can([*job, *project], "get", "secrets")
+    assert not can([*job, *project], "create", "events.events.k8s.io", "default")
+    assert not can([*job, "--as-group=gitlab:project:43"], "create", "events.events.k8s.io")
 
 
 def test_a_forbidden_patch_is_said_once_and_backed_off(

@@ -62,6 +62,8 @@ The rules of the ClusterRole, and of each Role when watchNamespaces is set. Leas
 - Secrets and ServiceAccounts: `get` only, by name, for the secretRef, certSecretRef and
   imagePullSecrets an opted-in object names in its own namespace; never list or watch.
 - Events: created on the triggered object (core and events.k8s.io APIs).
+- Events (events.k8s.io): list and watch the OCIArtifactPushed notifications CI jobs create
+  with `flux-oci-trigger notify` (the channel needs nothing inbound).
 */}}
 {{- define "fot.rules" -}}
 - apiGroups: ["source.toolkit.fluxcd.io"]
@@ -76,4 +78,7 @@ The rules of the ClusterRole, and of each Role when watchNamespaces is set. Leas
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["list", "watch"]
 {{- end -}}
