@@ -226,6 +226,10 @@ def _read(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"response of {declared} bytes exceeds the {max_bytes} byte cap")
+    if response.is_stream_consumed:  # a transport that read and decoded it already
+        if len(response.content) > max_bytes:
+            raise BodyTooLarge(f"response exceeds the {max_bytes} byte cap")
+        return response.content
     decoder = _decoder(response.headers.get("Content-Encoding", ""))
     chunks: list[bytes] = []
     size = 0
