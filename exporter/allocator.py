@@ -33,6 +33,8 @@ def tune(env: Mapping[str, str] = os.environ) -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False  # not glibc (musl, macOS): its allocator behaves otherwise
+    if "malloc" in env.get("GLIBC_TUNABLES", ""):
+        return False  # the operator tuned it: theirs wins
     version.restype = ctypes.c_char_p
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     done = True

@@ -42,6 +42,7 @@ LIMITS = Limits(
     max_body=MAX_BODY,
     workers=2,
     backlog=4096,
+    max_buffered=16 << 20,  # sixteen 1 MiB bodies at once; events are a few KB
 )
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 JSON_TYPES = {

@@ -76,10 +76,12 @@ class Informer:
         backoff_max: float = 60.0,
         label_selector: str = "",
         field_selector: str = "",
+        keep: Callable[[Obj], Obj] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
         self._fields = field_selector
+        self._keep = keep or (lambda obj: obj)  # what the copy holds of each object
         self._custom = k8s.CustomObjectsApi(api)
         self._selector = label_selector  # sharding: only matching objects, as Flux does
         self.resource = resource
@@ -135,7 +137,6 @@ class Informer:
                     interrupted = False
                 started = self._clock()
                 resource_version = self._watch(resource_version)
-                delay = 1.0
                 lasted = self._clock() - started
                 if self._stop.is_set():
                     return
@@ -145,8 +146,14 @@ class Informer:
                     self._observer.kube_failed(self.resource.plural)
                     log.warning("watch of %s was cut after %.0fs; resuming", self._what(), lasted)
                     interrupted = True
+                    if lasted < 1.0:  # ended at once: resume with back-off, not in a loop
+                        self._stop.wait(delay * random.uniform(0.8, 1.2))
+                        delay = min(delay * 2, self._backoff_max)
+                    else:
+                        delay = 1.0
                 else:
                     interrupted = False
+                    delay = 1.0
             except _Gone:
                 if interrupted:  # the server came back without the history we missed
                     self._observer.kube_failed(self.resource.plural)
@@ -195,7 +202,7 @@ class Informer:
             token = meta.get("continue") or None
             if not token:
                 break
-        fresh = {_key(o): o for o in items}
+        fresh = {_key(o): self._keep(o) for o in items}
         with self._lock:
             gone = [o for k, o in self._objects.items() if k not in fresh]
             self._objects = fresh
@@ -248,7 +255,7 @@ class Informer:
             if kind == "DELETED":
                 self._objects.pop(key, None)
             else:
-                self._objects[key] = obj
+                self._objects[key] = self._keep(obj)
         self._on_event(str(kind), self.resource, obj)
         return rv
 

@@ -233,8 +233,10 @@ def _read(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes
     decoder = _decoder(response.headers.get("Content-Encoding", ""))
     chunks: list[bytes] = []
     size = 0
+    compressed = False  # any bytes at all: an empty body (a proxy's 401) has no gzip trailer
     try:
         for raw in response.iter_raw():
+            compressed = compressed or bool(raw)
             while raw:
                 if decoder is None:
                     chunk, raw = raw, b""
@@ -249,7 +251,7 @@ def _read(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes
                 raise httpx.ReadTimeout(
                     "the exchange's deadline has passed", request=response.request
                 )
-        if decoder is not None:
+        if decoder is not None and compressed:
             if not decoder.eof:
                 raise zlib.error("truncated")
             chunks.append(decoder.flush())

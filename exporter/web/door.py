@@ -6,11 +6,15 @@ reads request heads and bodies and writes answers without blocking, so an idle, 
 vanished client holds a file descriptor, never a thread; ``Limits.workers`` threads compute
 the answers. Per port (``Limits``):
 
-- at most ``max_connections`` open; when full, the connection that has been receiving the
-  longest is closed to make room (a slowloris gives way to the newcomer), or, if every one
-  is being answered, the newcomer gets a 503 at once;
-- a head must arrive within ``head_timeout`` and fit in ``max_head`` bytes; the whole
-  request, body included, within ``request_timeout`` (a trickled body is cut off);
+- at most ``max_connections`` open; when full, the oldest connection that has not sent
+  its head is closed to make room (a slowloris gives way to the newcomer; a request that
+  passed the head's checks goes last), or, if every one is being answered, the newcomer
+  gets a 503 at once;
+- a head must arrive within ``head_timeout`` and fit in ``max_head`` bytes and
+  ``max_header_lines`` lines; the whole request, body included, within
+  ``request_timeout`` (a trickled body is cut off);
+- the bodies being read reserve their declared length from ``max_buffered``: beyond it
+  a newcomer gets a 503 instead of the port's memory;
 - ``Application.admit`` sees the head first, on the loop thread: it answers at once
   (a refusal: unknown path, a missing or wrong secret, a body over the cap) or asks for
   the body, which is read only then, and never beyond ``max_body``;
@@ -25,6 +29,7 @@ application error is one log line and a 500, never a traceback on stderr.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import queue
@@ -40,6 +45,7 @@ from exporter.web.wire import Head, Request, head_end, parse_head, text
 
 log = logging.getLogger(__name__)
 SEND_PARTS = 64  # parts of an answer handed to one sendmsg (well under IOV_MAX)
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _REFUSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 Admission = list[bytes] | int  # an answer now, or the number of body bytes to read first
@@ -65,6 +71,8 @@ class Limits:
     max_body: int = 0  # bytes; admit may ask for no more
     workers: int = 4
     backlog: int = 1024
+    max_buffered: int = 64 << 20  # body bytes held at once over all connections (else 503)
+    max_header_lines: int = 200  # more is refused (431) before anything parses them
 
 
 @dataclass(eq=False)
@@ -78,6 +86,8 @@ class _Conn:
     body_start: int = 0
     body_length: int = 0
     received: float = 0.0
+    reserved: int = 0  # body bytes counted against Limits.max_buffered
+    closed: bool = False
     out: list[memoryview] = field(default_factory=list)
 
 
@@ -111,9 +121,11 @@ class FrontDoor:
         self._receiving: dict[_Conn, None] = {}  # reading head or body, oldest first
         self._sending: dict[_Conn, None] = {}  # being written, oldest first
         self._open = 0
+        self._buffered = 0  # body bytes reserved by admitted requests (Limits.max_buffered)
         self._next_expiry = math.inf
         self._accept_paused_until = 0.0  # out of file descriptors: accept again from then
         self._accept_warned = -math.inf
+        self._budget = threading.Lock()
         self._jobs: queue.SimpleQueue[_Conn | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[_Conn, list[bytes]]] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -159,7 +171,11 @@ class FrontDoor:
                         self._take_answers()
                     elif key.data is not None:
                         conn: _Conn = key.data
-                        (self._read if conn in self._receiving else self._send)(conn)
+                        if conn in self._receiving:
+                            self._read(conn)
+                        elif conn in self._sending:
+                            self._send(conn)
+                        # else: closed earlier in this batch (evicted to make room)
                 now = time.monotonic()
                 self._expire(now)
                 if self._accept_paused_until and now >= self._accept_paused_until:
@@ -186,9 +202,12 @@ class FrontDoor:
                 sock, peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of file descriptors
-                if self._receiving:  # the longest receiving connection makes room
-                    self._close(next(iter(self._receiving)))
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    log.debug("accept failed: %s", exc.__class__.__name__)  # the client's doing
+                    continue
+                if self._receiving:  # out of file descriptors: the idlest makes room
+                    self._close(self._idlest())
                     continue
                 now = time.monotonic()  # serve the others, try again in a moment
                 if now - self._accept_warned >= 60:
@@ -202,7 +221,7 @@ class FrontDoor:
                 if not self._receiving:
                     _refuse(sock)
                     continue
-                oldest = next(iter(self._receiving))
+                oldest = self._idlest()
                 log.debug("closing %s to make room: connections are full", oldest.peer)
                 self._close(oldest)
             now = time.monotonic()
@@ -212,6 +231,14 @@ class FrontDoor:
             self._receiving[conn] = None
             self._next_expiry = min(self._next_expiry, deadline)
             self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _idlest(self) -> _Conn:
+        """The connection to close for a newcomer: the oldest that has not even sent its
+        head (a request that passed the head's checks and is sending its body goes last)."""
+        for conn in self._receiving:
+            if conn.head is None:
+                return conn
+        return next(iter(self._receiving))
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -242,7 +269,8 @@ class FrontDoor:
                 self._answer_now(conn, text(431, "request head too large"))
             return False
         end, body_start = ends
-        if end > self.limits.max_head:
+        too_many = conn.data.count(b"\n", 0, end) > self.limits.max_header_lines
+        if end > self.limits.max_head or too_many:
             self._answer_now(conn, text(431, "request head too large"))
             return False
         head = parse_head(bytes(conn.data[:end]))
@@ -260,6 +288,12 @@ class FrontDoor:
         if admission > self.limits.max_body:  # admit should have refused it
             self._answer_now(conn, text(413, "body too large"))
             return False
+        if self._buffered + admission > self.limits.max_buffered:
+            log.debug("refusing %s: %d body bytes already held", conn.peer, self._buffered)
+            self._answer_now(conn, text(503, "busy, try again"))
+            return False
+        conn.reserved = admission
+        self._buffered += admission
         conn.head = head
         conn.received = self._wall_clock()
         conn.body_start = body_start
@@ -337,6 +371,10 @@ class FrontDoor:
         self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._release(conn)
         if self._receiving.pop(conn, 0) is None or self._sending.pop(conn, 0) is None:
             self._selector.unregister(conn.sock)
         self._open -= 1
@@ -345,6 +383,11 @@ class FrontDoor:
         with contextlib.suppress(OSError):
             conn.sock.recv(65536)  # unread input would turn the close into a reset
         conn.sock.close()
+
+    def _release(self, conn: _Conn) -> None:
+        with self._budget:  # workers release too
+            self._buffered -= conn.reserved
+            conn.reserved = 0
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # a wake-up is already pending, or the loop is gone
@@ -357,6 +400,7 @@ class FrontDoor:
             assert conn.head is not None
             body = bytes(conn.data[conn.body_start : conn.body_start + conn.body_length])
             conn.data = bytearray()
+            self._release(conn)
             request = Request(conn.head, body, conn.peer, conn.received)
             try:
                 parts = self.app.respond(request)

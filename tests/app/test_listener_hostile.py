@@ -219,3 +219,57 @@ def test_a_harbor_payload_of_the_wrong_shape_gets_an_answer(listener: Listener, 
             sock.sendall(head("/hooks/harbor", headers) + body)
             assert status_of(sock) == 202
     assert [n for _, n in sink.delivered] == [[Nudge("library/app")]] * 3
+
+
+def test_bodies_held_at_once_are_budgeted(sink: Sink) -> None:
+    """Strangers with a plausible GitHub signature can make the port read their bodies
+    (the HMAC needs them): how many bytes it holds at once is capped, beyond it a 503."""
+    served = serve(sink, max_buffered=2 << 20)
+    held = []
+    try:
+        headers = {"Content-Type": "application/json", "X-GitHub-Event": "package",
+                   "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                   "Content-Length": str(1 << 20)}  # fmt: skip
+        for _ in range(2):  # each reserves its 1 MiB and sends nothing more
+            sock = connect(served)
+            sock.sendall(head("/hooks/github", headers))
+            held.append(sock)
+        time.sleep(0.2)
+        with connect(served) as third:
+            third.sendall(head("/hooks/github", headers))
+            assert status_of(third) == 503
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)  # their reservations are released with them
+    try:
+        assert push(served)[0] == 202
+    finally:
+        served.stop()
+
+
+def test_a_head_of_too_many_lines_is_refused_before_it_is_parsed(listener: Listener) -> None:
+    many = {f"a{i}": "b" for i in range(300)}
+    with connect(listener) as sock:
+        sock.sendall(head("/hooks/distribution", many))
+        assert status_of(sock) == 431
+
+
+def test_a_request_sending_its_body_outlives_a_flood_of_idle_connections(sink: Sink) -> None:
+    served = serve(sink, max_connections=8)
+    flood: list[socket.socket] = []
+    try:
+        headers = {"Authorization": SECRETS[HookSource.DISTRIBUTION], "Content-Type": DIST_TYPE,
+                   "Content-Length": str(len(PUSH))}  # fmt: skip
+        with connect(served) as sock:
+            sock.sendall(head("/hooks/distribution", headers) + PUSH[:10])
+            time.sleep(0.2)
+            flood = [connect(served) for _ in range(30)]  # they make room among themselves
+            time.sleep(0.3)
+            sock.sendall(PUSH[10:])
+            assert status_of(sock) == 202
+        assert served.open_connections <= 8
+    finally:
+        for idle in flood:
+            idle.close()
+        served.stop()

@@ -139,3 +139,12 @@ def test_a_remembered_failure_carries_no_traceback_or_cause(registry: FaultRegis
     for error in raised:
         assert error.__cause__ is None and error.__context__ is None
         assert str(error) == str(raised[0]) and type(error) is type(raised[0])
+
+
+def test_an_empty_answer_marked_gzip_is_just_empty(registry: FaultRegistry) -> None:
+    """A proxy's bare 404 or 401 says gzip and sends nothing: not a corrupt body."""
+    registry.route(TAGS, Answer(404, (("Content-Encoding", "gzip"),), b""))
+    client = RegistryClient(retry_policy=RetryPolicy(retries=0))
+    with client, pytest.raises(RegistryError) as info:
+        client.list_tags(RepositoryRef(registry.host, "team/app"), ANONYMOUS, PLAIN)
+    assert info.value.reason == "not_found"
