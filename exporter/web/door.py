@@ -13,8 +13,9 @@ the answers. Per port (``Limits``):
 - a head must arrive within ``head_timeout`` and fit in ``max_head`` bytes and
   ``max_header_lines`` lines; the whole request, body included, within
   ``request_timeout`` (a trickled body is cut off);
-- the bodies being read reserve their declared length from ``max_buffered``: beyond it
-  a newcomer gets a 503 instead of the port's memory;
+- bodies over ``small_body`` reserve their declared length from ``max_buffered``: beyond
+  it a newcomer gets a 503 instead of the port's memory, while small ones (every real push
+  event) are never held back by large ones;
 - ``Application.admit`` sees the head first, on the loop thread: it answers at once
   (a refusal: unknown path, a missing or wrong secret, a body over the cap) or asks for
   the body, which is read only then, and never beyond ``max_body``;
@@ -71,7 +72,9 @@ class Limits:
     max_body: int = 0  # bytes; admit may ask for no more
     workers: int = 4
     backlog: int = 1024
-    max_buffered: int = 64 << 20  # body bytes held at once over all connections (else 503)
+    max_buffered: int = 64 << 20  # large bodies' bytes held at once (beyond it a 503)
+    small_body: int = 64 << 10  # bodies up to this size need no budget: a push event never
+    # waits for large ones (at most max_connections x small_body bytes)
     max_header_lines: int = 200  # more is refused (431) before anything parses them
 
 
@@ -288,12 +291,14 @@ class FrontDoor:
         if admission > self.limits.max_body:  # admit should have refused it
             self._answer_now(conn, text(413, "body too large"))
             return False
-        if self._buffered + admission > self.limits.max_buffered:
-            log.debug("refusing %s: %d body bytes already held", conn.peer, self._buffered)
-            self._answer_now(conn, text(503, "busy, try again"))
-            return False
-        conn.reserved = admission
-        self._buffered += admission
+        if admission > self.limits.small_body:
+            if self._buffered + admission > self.limits.max_buffered:
+                log.debug("refusing %s: %d body bytes already held", conn.peer, self._buffered)
+                self._answer_now(conn, text(503, "busy, try again"))
+                return False
+            conn.reserved = admission
+            with self._budget:
+                self._buffered += admission
         conn.head = head
         conn.received = self._wall_clock()
         conn.body_start = body_start
