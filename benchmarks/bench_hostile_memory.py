@@ -30,24 +30,10 @@ from kubernetes import client, config
 from devenv.exporter import exporter_process
 from devenv.kubeapi import start_control_plane
 from devenv.ocirepo import GROUP, PLURAL, VERSION, create_namespace
-from tests.fixtures.faultregistry import (
-    Answer,
-    FaultRegistry,
-    Route,
-    declared_length,
-    endless_listing,
-    endless_pages,
-    gzip_bomb,
-)
+from tests.fixtures.faultregistry import FaultRegistry, hostile_answers
 
 NS = "hostile"
-HOSTILE: dict[str, Answer | Route] = {
-    "endless-body": endless_listing("hostile/endless-body"),
-    "endless-pages": endless_pages("hostile/endless-pages", 64 << 10),
-    "page-limit": endless_pages("hostile/page-limit", 2 << 10),
-    "declared": declared_length(2_000_000_000),
-    "gzip-bomb": gzip_bomb(64 << 20),
-}
+HOSTILE = tuple(hostile_answers(NS))  # one repository, and one object, per answer
 
 
 def rss_mb(pid: int) -> float:
@@ -62,8 +48,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, FaultRegistry() as registry:
-        for name, answer in HOSTILE.items():
-            registry.route(f"/v2/{NS}/{name}/tags/list", answer)
+        for name in HOSTILE:
+            registry.route(f"/v2/{NS}/{name}/tags/list", hostile_answers(f"{NS}/{name}")[name])
         plane = start_control_plane(Path(tmp) / "plane")
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))  # type: ignore[no-untyped-call]
         try:

@@ -55,6 +55,15 @@ def requested(api: Any, name: str) -> str:
     return str((obj["metadata"].get("annotations") or {}).get(REQUESTED, ""))
 
 
+def until_requested(api: Any, name: str, target: str, since: float, poll: float) -> float:
+    """Seconds from ``since`` until the exporter's request for ``target`` is on the object."""
+    while requested(api, name) != target:
+        if time.monotonic() - since > 300:
+            raise TimeoutError(f"no request for {target} within 300s")
+        time.sleep(poll)
+    return time.monotonic() - since
+
+
 def rounds(
     cluster: Cluster, api: Any, name: str, pushes: int, spacing: float = 0.0
 ) -> list[tuple[float, float]]:
@@ -70,11 +79,7 @@ def rounds(
             started = time.monotonic()
             pushed = push.flux_artifact(f"{NS}/{name}", tag)
             target = f"{tag}@{pushed.digest}"
-            while requested(api, name) != target:
-                if time.monotonic() - started > 300:
-                    raise TimeoutError(f"no request for {target} within 300s")
-                time.sleep(0.05)
-            to_request = time.monotonic() - started
+            to_request = until_requested(api, name, target, started, poll=0.05)
             wait_for_revision(api, NS, name, target, 300)
             to_applied = time.monotonic() - started
             found.append((to_request, to_applied))
@@ -103,11 +108,7 @@ def notify_rounds(
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             exited = time.monotonic()
-            while requested(api, name) != target:
-                if time.monotonic() - exited > 300:
-                    raise TimeoutError(f"no request for {target} within 300s")
-                time.sleep(0.02)
-            to_request = time.monotonic() - exited
+            to_request = until_requested(api, name, target, exited, poll=0.02)
             wait_for_revision(api, NS, name, target, 300)
             to_applied = time.monotonic() - exited
             found.append((exited - started, to_request, to_applied))

@@ -125,19 +125,19 @@ class RepositoryRef:
         if rest.startswith("oci://"):
             rest = rest[len("oci://") :]
         elif "://" in rest:
-            scheme = _quoted(rest.split("://", 1)[0])
+            scheme = quoted(rest.split("://", 1)[0])
             raise ValueError(f"unsupported URL scheme {scheme}: expected {_FORM}")
         host, sep, path = rest.partition("/")
         path = path.removesuffix("/")
         if not host or not sep or not path:
-            raise ValueError(f"{_INVALID} {_quoted(url)}: expected {_FORM}")
+            raise ValueError(f"{_INVALID} {quoted(url)}: expected {_FORM}")
         if not _is_host(host):
-            raise ValueError(f"{_INVALID}: host {_quoted(host)} is not HOST[:PORT]")
+            raise ValueError(f"{_INVALID}: host {quoted(host)} is not HOST[:PORT]")
         if ":" in path:
-            raise ValueError(f"{_INVALID}: no tag allowed in {_quoted(path)} (Flux reads spec.ref)")
+            raise ValueError(f"{_INVALID}: no tag allowed in {quoted(path)} (Flux reads spec.ref)")
         if not _REPOSITORY_NAME.fullmatch(path):
             raise ValueError(
-                f"{_INVALID}: path {_quoted(path)} is not an OCI repository name "
+                f"{_INVALID}: path {quoted(path)} is not an OCI repository name "
                 "(lowercase letters and digits, separated by '.', '_', '__', '-' or '/')"
             )
         return cls(registry=host.lower(), path=path)
@@ -163,7 +163,7 @@ def _is_control(char: str) -> bool:
     return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
     """Text from outside quoted for a message: escaped, and cut to a bounded length."""
     return repr(text if len(text) <= 80 else text[:80] + "…")
 

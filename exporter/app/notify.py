@@ -27,6 +27,7 @@ from typing import Any
 
 from exporter.core.notify import Progress, PushedRef, event_body, in_scope, progress
 from exporter.flux.targets import Target
+from exporter.kube.errors import config_reason
 
 EXIT_OK = 0
 EXIT_NONE_SELECTED = 1
@@ -99,7 +100,7 @@ def clusters(
             k8s_config.load_incluster_config()
             with open(_IN_CLUSTER_NAMESPACE, encoding="utf-8") as own:
                 return [Cluster(None, namespace or own.read().strip(), k8s.ApiClient())]
-        raise NotifyError(EXIT_KUBE, f"no usable kubeconfig: {_first_line(exc)}") from None
+        raise NotifyError(EXIT_KUBE, f"no usable kubeconfig: {config_reason(exc)}") from None
     by_name = {c["name"]: c for c in contexts or []}
     if all_contexts:
         chosen = list(by_name)
@@ -119,7 +120,7 @@ def clusters(
         try:
             api = k8s_config.new_client_from_config(config_file=kubeconfig, context=name)
         except (k8s_config.ConfigException, OSError, ValueError) as exc:
-            raise NotifyError(EXIT_KUBE, f"context {name}: {_first_line(exc)}") from None
+            raise NotifyError(EXIT_KUBE, f"context {name}: {config_reason(exc)}") from None
         found.append(Cluster(name, ns, api))
     return found
 
@@ -169,10 +170,11 @@ def run(
     from exporter.app.catalog import Catalog
 
     outcome = Outcome(EXIT_OK)
+    # one per cluster: an object is parsed again only when its resourceVersion changed
+    catalogs = [Catalog(prefix, min_interval=1, default_interval=60) for _ in clusters_]
     before: dict[tuple[str | None, str, str, str], str | None] = {}
     if wait is not None:  # what was applied before the notification: for mutable tags
-        for cluster in clusters_:
-            catalog = Catalog(prefix, min_interval=1, default_interval=60)
+        for cluster, catalog in zip(clusters_, catalogs, strict=True):
             for (kind, ns, name), revision in _applied(cluster, catalog).items():
                 before[(cluster.context, kind, ns, name)] = revision
     started = clock()
@@ -184,9 +186,8 @@ def run(
     deadline = started + wait
     while True:
         watched = []
-        for cluster in clusters_:
+        for cluster, catalog in zip(clusters_, catalogs, strict=True):
             objects = read_sources(cluster)
-            catalog = Catalog(prefix, min_interval=1, default_interval=60)
             parsed, _ = catalog.update(objects)
             raw = {(o.get("kind", kind), _name(o)): o for kind, items in objects.items()
                    for o in items}  # fmt: skip
@@ -283,11 +284,6 @@ def _kube_error(exc: Exception, cluster: Cluster, verb: str) -> NotifyError:
                            f"{cluster.namespace}: HTTP {status} {reason}".rstrip())  # fmt: skip
     return NotifyError(EXIT_KUBE, f"{where}the API server cannot be reached: "
                        f"{type(exc).__name__}")  # fmt: skip
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def render_text(outcome: Outcome) -> str:

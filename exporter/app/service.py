@@ -29,13 +29,12 @@ from exporter.core.hooks import HookSource
 from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
-from exporter.kube.errors import KubeError
+from exporter.kube.errors import KubeError, config_reason
 from exporter.kube.identity import identity, lease_name, lease_namespace, shard_of
 from exporter.kube.informer import Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
-from exporter.model import printable
 from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
@@ -59,11 +58,11 @@ def api_client(settings: Settings) -> k8s.ApiClient:
             _in_cluster()
             return k8s.ApiClient()
         except k8s_config.ConfigException as exc:
-            in_cluster = _reason(exc)
+            in_cluster = config_reason(exc)
             return cast(k8s.ApiClient, _from_file())
     except Exception as exc:
         tried = "" if settings.kubeconfig else f"; in-cluster: {in_cluster}"
-        reason = _reason(exc) if os.path.exists(source) else "no such file"
+        reason = config_reason(exc) if os.path.exists(source) else "no such file"
         raise KubeError(
             f"no usable Kubernetes configuration: kubeconfig {source}: {reason}{tried}"
         ) from None
@@ -72,17 +71,6 @@ def api_client(settings: Settings) -> k8s.ApiClient:
 def _default_kubeconfig() -> str:
     first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
     return first or os.path.expanduser("~/.kube/config")
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a configuration error, short and printable: the loader's
-    messages name files and keys, never credentials."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if not text:
-        return type(exc).__name__
-    shown = printable(text)
-    return shown if len(shown) <= 200 else shown[:200] + "…"
 
 
 class ListenError(OSError):

@@ -23,7 +23,7 @@ from typing import Any
 from exporter.core.hooks import Nudge
 from exporter.flux.policy import compile_rule
 from exporter.flux.targets import RuleKind, Target
-from exporter.model import RepositoryRef
+from exporter.model import RepositoryRef, quoted
 
 REASON = "OCIArtifactPushed"
 ACTION = "Notify"
@@ -60,13 +60,13 @@ def parse_ref(text: str) -> PushedRef:
         )
     repository, colon, tag = name.rpartition(":")
     if not colon or "/" in tag:
-        raise InvalidReference(f"{_quoted(text)}: no tag; expected {_FORM}")
+        raise InvalidReference(f"{quoted(text)}: no tag; expected {_FORM}")
     if not _TAG.fullmatch(tag):
-        raise InvalidReference(f"{_quoted(text)}: {_quoted(tag)} is not an OCI tag")
+        raise InvalidReference(f"{quoted(text)}: {quoted(tag)} is not an OCI tag")
     try:
         repo = RepositoryRef.parse(repository)
     except ValueError as exc:
-        raise InvalidReference(f"{_quoted(text)}: {exc}") from None
+        raise InvalidReference(f"{quoted(text)}: {exc}") from None
     return PushedRef(repo, tag, digest or None)
 
 
@@ -113,10 +113,6 @@ def nudge_for(namespace: str, ref: PushedRef, *, everywhere: bool = False) -> Nu
     notification comes from a namespace the operator lets speak for all)."""
     scope = None if everywhere else frozenset({namespace})
     return Nudge(ref.repository.path, ref.repository.registry, namespaces=scope)
-
-
-def _quoted(text: str) -> str:
-    return repr(text if len(text) <= 120 else text[:120] + "…")
 
 
 class Progress(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from exporter.app.engine import Engine, EngineConfig
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.hooks import HookSource, Nudge
 from exporter.core.memory import Backoff
 from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
@@ -252,3 +253,17 @@ def rig(
             gate.set()
         engine.stop()
         workers.stop()
+
+
+class Sink:
+    """The events listener's deliver and count callbacks, recorded."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[HookSource, list[Nudge]]] = []
+        self.counted: list[tuple[str, str]] = []
+
+    def deliver(self, source: HookSource, nudges: Sequence[Nudge], at: float) -> None:
+        self.delivered.append((source, list(nudges)))
+
+    def count(self, source: str, result: str) -> None:
+        self.counted.append((source, result))

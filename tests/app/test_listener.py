@@ -8,13 +8,14 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from exporter.app.listener import Listener
 from exporter.core.hooks import HookSource, Nudge
+from tests.app.fakes import Sink
 from tests.fixtures import hooks as fx
 
 SECRETS = {
@@ -23,18 +24,6 @@ SECRETS = {
     HookSource.GITHUB: "github-SECRET",
 }
 DIST_TYPE = "application/vnd.docker.distribution.events.v2+json"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.delivered: list[tuple[HookSource, list[Nudge]]] = []
-        self.counted: list[tuple[str, str]] = []
-
-    def deliver(self, source: HookSource, nudges: Sequence[Nudge], at: float) -> None:
-        self.delivered.append((source, list(nudges)))
-
-    def count(self, source: str, result: str) -> None:
-        self.counted.append((source, result))
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
 from exporter.app.listener import LIMITS, Listener
 from exporter.core.hooks import HookSource, Nudge
+from tests.app.fakes import Sink
 from tests.fixtures import hooks as fx
 
 SECRETS = {
@@ -29,18 +30,6 @@ SECRETS = {
 }
 DIST_TYPE = "application/vnd.docker.distribution.events.v1+json"
 PUSH = json.dumps(fx.DISTRIBUTION_PUSH).encode()
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.delivered: list[tuple[HookSource, list[Nudge]]] = []
-        self.counted: list[tuple[str, str]] = []
-
-    def deliver(self, source: HookSource, nudges: Sequence[Nudge], at: float) -> None:
-        self.delivered.append((source, list(nudges)))
-
-    def count(self, source: str, result: str) -> None:
-        self.counted.append((source, result))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from devenv.kubeapi import ControlPlane, binaries, start_control_plane
+from devenv.kubeapi import ControlPlane
 from devenv.ports import free_port, wait_for_http
 from tests.scrape import sample, samples, wait
 
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.cluster
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 NS = "faults"
 OPTED_IN = {"oci-trigger.gitlab.com/enabled": "true"}
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    if not all(p.is_file() for p in binaries().values()):
-        message = "etcd/kube-apiserver missing: run scripts/build-tools"
-        if os.environ.get("FOT_REQUIRE_CLUSTER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with start_control_plane(tmp_path_factory.mktemp("faults-plane")) as plane:
-        yield plane
 
 
 @contextmanager

@@ -4,11 +4,9 @@ malformed one is counted as invalid, and other Events are never seen."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from devenv.kubeapi import ControlPlane, binaries, start_control_plane
+from devenv.kubeapi import ControlPlane
 from devenv.ports import free_port, wait_for_http
 from exporter.core.notify import event_body, parse_ref
 from tests.scrape import sample, wait
@@ -24,17 +22,6 @@ from tests.scrape import sample, wait
 pytestmark = pytest.mark.cluster
 NS = "notes"
 REF = parse_ref("127.0.0.1:9/apps/app:1.2.0")  # nothing listens on port 9
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    if not all(p.is_file() for p in binaries().values()):
-        message = "etcd/kube-apiserver missing: run scripts/build-tools"
-        if os.environ.get("FOT_REQUIRE_CLUSTER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with start_control_plane(tmp_path_factory.mktemp("notify-plane")) as plane:
-        yield plane
 
 
 def post(api: Any, body: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import gc
 import gzip
 import json
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,28 +21,14 @@ from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
 from exporter.registry.errors import RegistryError, RegistryProtocolError
-from tests.fixtures.faultregistry import (
-    Answer,
-    FaultRegistry,
-    Route,
-    declared_length,
-    endless_listing,
-    endless_pages,
-    gzip_bomb,
-)
+from tests.fixtures.faultregistry import Answer, FaultRegistry, endless_listing, hostile_answers
 
 PLAIN = TLSOptions(insecure=True)
 TAGS = "/v2/team/app/tags/list"
 CAP = 1 << 20
 CHECKS = 8
 
-HOSTILE: dict[str, Callable[[], Answer | Route]] = {
-    "endless body": lambda: endless_listing("team/app"),
-    "endless pages": lambda: endless_pages("team/app", 64 << 10),
-    "page limit": lambda: endless_pages("team/app", 2 << 10),
-    "2 GB declared": lambda: declared_length(2_000_000_000),
-    "gzip bomb": lambda: gzip_bomb(64 << 20),
-}
+HOSTILE = sorted(hostile_answers("team/app"))
 
 
 @pytest.fixture
@@ -59,9 +45,9 @@ class Clock:
         return self.now
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("case", HOSTILE)
 def test_failed_listings_leave_nothing_behind(registry: FaultRegistry, case: str) -> None:
-    registry.route(TAGS, HOSTILE[case]())
+    registry.route(TAGS, hostile_answers("team/app")[case])
     clock = Clock()
     client = RegistryClient(
         retry_policy=RetryPolicy(retries=0, retry_rate_limited=False),
