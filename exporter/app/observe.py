@@ -98,9 +98,20 @@ def _listed_digest(
 
 
 def _with_creation(target: Target, fresh: Fresh, access: RegistryAccess, cache: TagCache) -> Fresh:
-    """A new artifact's creation time starts its lag (one manifest read per new digest,
-    kept for ever); an applied one needs none."""
+    """A new artifact's creation time starts its lag, when the cache knows it already; an
+    applied one needs none. Reading it is left to the caller (:func:`creation_wanted`), off
+    the check's critical path: until then the lag starts when the artifact was first seen."""
     if fresh.digest is None or is_applied(target, fresh):
         return fresh
-    created = cache.created(target.repository, fresh.digest, access.credentials, access.tls)
-    return replace(fresh, created_at=created) if created is not None else fresh
+    known = cache.known_created(target.repository, fresh.digest, access.credentials, access.tls)
+    if known is None or known[0] is None:
+        return fresh
+    return replace(fresh, created_at=known[0])
+
+
+def creation_wanted(target: Target, observation: Observation) -> str | None:
+    """The digest of the new artifact observed, when its creation time is not known."""
+    fresh = observation.last_known if isinstance(observation, RegistryFailure) else observation
+    if not isinstance(fresh, Fresh) or fresh.digest is None or fresh.created_at is not None:
+        return None
+    return None if is_applied(target, fresh) else fresh.digest

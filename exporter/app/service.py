@@ -18,7 +18,8 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from exporter.app.engine import Engine, EngineConfig
+from exporter.app.config import EngineConfig
+from exporter.app.engine import Engine
 from exporter.app.exposition import Exposition
 from exporter.app.listener import Listener
 from exporter.app.notifications import EVENTS, NotificationChannel

@@ -5,10 +5,15 @@ A host that hangs or rate-limits ties up its own threads and nothing else; the
 coordinator keeps scheduling the other hosts' work. A job is any callable; what it
 returns (or raises) is handed to ``done`` on the worker thread, which must be cheap and
 thread-safe (the engine puts it on its completion queue).
+
+Jobs have a priority: a ``later`` job (reading a new artifact's creation time, which only
+refines a lag's start) runs when no check of its host is waiting, so it never delays
+a pass; a ``quick`` job (answered from the cache) has a lane of its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -19,12 +24,20 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 Job = Callable[[], None]
+_NOW, _LATER, _STOP = 0, 1, 2  # a host's queue, lowest first; a stop runs what was queued
+
+
+@dataclass(order=True, frozen=True, slots=True)
+class _Queued:
+    priority: int
+    seq: int
+    job: Job | None = field(compare=False)
 
 
 @dataclass
 class _Host:
-    jobs: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
-    quick: queue.SimpleQueue[Job | None] = field(default_factory=queue.SimpleQueue)
+    jobs: queue.PriorityQueue[_Queued] = field(default_factory=queue.PriorityQueue)
+    quick: queue.PriorityQueue[_Queued] = field(default_factory=queue.PriorityQueue)
     threads: list[threading.Thread] = field(default_factory=list)
     busy: int = 0  # approximate (no lock on the hot path): for diagnostics only
 
@@ -38,15 +51,18 @@ class HostWorkers:
         self._lock = threading.Lock()
         self._hosts: dict[str, _Host] = {}
         self._stopped = False
+        self._seq = itertools.count()
 
-    def submit(self, host: str, job: Job, *, quick: bool = False) -> None:
+    def submit(self, host: str, job: Job, *, quick: bool = False, later: bool = False) -> None:
         """Queue ``job`` behind the other jobs of ``host``; never blocks. ``quick`` jobs
         (answered from the cache, mostly) have a lane of their own, so they run while the
-        host's other threads wait on the network instead of queueing behind them."""
+        host's other threads wait on the network instead of queueing behind them;
+        ``later`` jobs wait until no other job of the host is waiting."""
         entry = self._hosts.get(host)
         if entry is None:
             entry = self._start(host)
-        (entry.quick if quick else entry.jobs).put(job)
+        queued = _Queued(_LATER if later else _NOW, next(self._seq), job)
+        (entry.quick if quick else entry.jobs).put(queued)
 
     def backlog(self) -> dict[str, tuple[int, int]]:
         """host -> (jobs waiting, jobs running)."""
@@ -58,8 +74,8 @@ class HostWorkers:
             hosts = list(self._hosts.values())
         for entry in hosts:
             for _ in entry.threads:
-                entry.jobs.put(None)
-                entry.quick.put(None)
+                entry.jobs.put(_Queued(_STOP, next(self._seq), None))
+                entry.quick.put(_Queued(_STOP, next(self._seq), None))
         deadline = time.monotonic() + timeout  # one wait for all: a hung host cannot stretch it
         for entry in hosts:
             for thread in entry.threads:
@@ -83,9 +99,9 @@ class HostWorkers:
             self._hosts[host] = entry
             return entry
 
-    def _work(self, host: str, entry: _Host, lane: queue.SimpleQueue[Job | None]) -> None:
+    def _work(self, host: str, entry: _Host, lane: queue.PriorityQueue[_Queued]) -> None:
         while True:
-            job = lane.get()
+            job = lane.get().job
             if job is None:
                 return
             entry.busy += 1

@@ -55,10 +55,14 @@ DEFAULT_BACKOFF = Backoff()
 
 
 def remember(target: Target, memory: Memory, revision: str, at: float) -> Memory:
-    """Record when ``revision`` appeared; forget what the applied revision superseded."""
+    """Record when ``revision`` appeared (the earliest time told: a creation time read
+    after the first sight moves it back); forget what the applied revision superseded."""
     entries = list(memory.first_seen)
-    if memory.seen_at(revision) is None:
+    seen = memory.seen_at(revision)
+    if seen is None:
         entries.append((revision, at))
+    elif at < seen:  # its creation time, learnt after it was first seen
+        entries = [(r, at if r == revision else t) for r, t in entries]
     applied = applied_key(target)
     applied_at = next((t for r, t in entries if revision_key(target, r) == applied), None)
     if applied_at is not None:

@@ -1,10 +1,11 @@
 """One record per target, and which targets are due for a check. Pure.
 
 The engine keeps a :class:`Tracked` per target: the source as last parsed (with the
-resourceVersion it came from), the decision's :class:`Memory`, and the bookkeeping of
-the schedule. A target is due when its object changed since its last check, when an
-event nudged it, or when its interval has passed, and never while a check of it is in
-flight or its registry asked us to wait (HTTP 429 ``Retry-After``, capped by the caller).
+resourceVersion it came from), the decision's :class:`Memory`, the bookkeeping of the
+schedule and of its reconcile request; forgetting a target is deleting its record. A
+target is due when its object changed since its last check, when an event nudged it,
+or when its interval has passed, and never while a check of it is in flight or its
+registry asked us to wait (HTTP 429 ``Retry-After``, capped by the caller).
 A target in an expedite window (a build announced by a tag push) is checked every
 ``expedite_every`` seconds until the window ends or a new artifact shows up.
 """
@@ -12,8 +13,9 @@ A target in an expedite window (a build announced by a tag push) is checked ever
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from exporter.core.decision import Decision
 from exporter.core.memory import Memory
 from exporter.flux.targets import RuleKind, SourceProblem, Target
 
@@ -36,6 +38,10 @@ class Tracked:
     overdue: bool = False  # the check in flight passed its deadline and was reported
     nudged: bool = False  # an event asked for a check now
     expedite_until: float = 0.0  # check every ``expedite_every`` seconds until then
+    event_at: float | None = None  # when the push event that made it due arrived
+    patch: Decision | None = None  # the decision whose reconcile request is under way
+    patch_event_at: float | None = None  # the push event that led to that request
+    patch_failures: int = 0  # consecutive failed reconcile requests
 
 
 def needs_registry(source: Target | SourceProblem) -> bool:
@@ -67,10 +73,27 @@ def next_due(tracked: Tracked, default_interval: float, expedite_every: float = 
     return max(due, tracked.not_before)
 
 
-def is_due(
-    tracked: Tracked, now: float, default_interval: float, expedite_every: float = 5.0
-) -> bool:
-    return now >= next_due(tracked, default_interval, expedite_every)
+def after_check(
+    tracked: Tracked, memory: Memory, retry_after: float | None, now: float, retry_after_cap: float
+) -> Tracked:
+    """The record once a check is done: the decision's memory, the registry's wait (a
+    ``Retry-After``, capped), the event that made it due used up, and the expedite window
+    closed when the announced build arrived."""
+    expedite = tracked.expedite_until
+    fresh, before = memory.last_fresh, tracked.memory.last_fresh
+    if expedite and fresh is not None and before is not None and fresh != before:
+        expedite = 0.0  # back to the usual interval
+    return replace(
+        tracked,
+        memory=memory,
+        checked_version=tracked.version,
+        checked_at=now,
+        not_before=now + wait_after_failure(retry_after, retry_after_cap) if retry_after else 0.0,
+        in_flight_since=None,
+        overdue=False,
+        event_at=None,
+        expedite_until=expedite,
+    )
 
 
 def wait_after_failure(retry_after: float | None, cap: float) -> float:

@@ -140,6 +140,15 @@ class _TTLMap(Generic[T]):
                     del self._flights[key]
                 flight.done.set()
 
+    def peek(self, key: Hashable) -> tuple[T | None, RegistryError | None] | None:
+        """What ``get`` would answer without fetching, as (value, error); None: it would
+        fetch."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() >= entry.expires_at:
+                return None
+            return entry.value, entry.error
+
     def expire(self, matches: Callable[[Hashable], bool]) -> int:
         """Make matching entries due for a refetch (their last good value stays, for
         stale-on-error); returns how many."""
@@ -301,6 +310,23 @@ class TagCache:
         except RegistryError:
             return None  # only the lag's start depends on it: first seen is the fallback
         return created
+
+    def known_created(
+        self,
+        repo: RepositoryRef,
+        digest: str,
+        credentials: Credentials = ANONYMOUS,
+        tls: TLSOptions | None = None,
+    ) -> tuple[float | None] | None:
+        """What :meth:`created` would answer from memory, without asking the registry:
+        ``(created,)``, or None when it must be read."""
+        tls = tls or TLSOptions()
+        key = (CacheKey(repo, credentials.fingerprint(), tls.fingerprint()), digest)
+        known = self._created.peek(key)
+        if known is None:
+            return None
+        value, _ = known  # a failure with no good value answers None, as ``created`` does
+        return value if value is not None else (None,)
 
     def stats(self) -> CacheStats:
         """Counts over tag listings (the expensive call): asked, answered from cache, fetched."""

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.app.engine import Engine, EngineConfig
+from exporter.app.config import EngineConfig
+from exporter.app.engine import Engine
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.hooks import HookSource, Nudge
@@ -234,6 +235,8 @@ def rig(
             dry_run=dry_run,
             backoff=Backoff(60.0, 3600.0),
             deadline=deadline,
+            event_gap=2.0,
+            expedite_window=900.0,
             tag_parsing=tag_parsing,
         ),
         resources=RESOURCES,

@@ -206,7 +206,7 @@ def test_objects_are_parsed_once_per_resource_version() -> None:
         r.engine.sync(objects)
         r.engine.sync(objects)
         r.engine.sync(objects)
-        assert r.engine._catalog.parses == 50
+        assert r.engine.catalog.parses == 50
 
 
 def test_a_raised_interval_is_logged_once(caplog: object) -> None:

@@ -1,0 +1,126 @@
+"""Every target's record, when each is next due, and the full pass under way.
+
+The engine's one table: a :class:`Tracked` per target (every per-target fact lives in
+it), the :class:`Schedule` derived from the records, the targets of each repository (a
+push event or a creation time names a repository, not a target) and the :class:`Sweep`.
+Changing a record goes through :meth:`Book.set`, which reschedules it; forgetting a
+target is :meth:`Book.forget`, one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, ItemsView, Iterator, KeysView
+from dataclasses import replace
+
+from exporter.app.schedule import Schedule
+from exporter.app.sweep import Sweep
+from exporter.core.plan import Tracked
+from exporter.flux.targets import Target, TargetId
+from exporter.model import RepositoryRef
+
+
+class Book:
+    def __init__(
+        self,
+        *,
+        default_interval: float,
+        expedite_every: float,
+        pass_done: Callable[[float], None],
+        passes: Callable[[], int],
+    ) -> None:
+        self._records: dict[TargetId, Tracked] = {}
+        self._repositories: dict[RepositoryRef, set[TargetId]] = {}
+        self._schedule = Schedule(default_interval=default_interval, expedite_every=expedite_every)
+        self._sweep = Sweep(pass_done, passes)
+
+    def __getitem__(self, target: TargetId) -> Tracked:
+        return self._records[target]
+
+    def get(self, target: TargetId) -> Tracked | None:
+        return self._records.get(target)
+
+    def ids(self) -> KeysView[TargetId]:
+        return self._records.keys()
+
+    def items(self) -> ItemsView[TargetId, Tracked]:
+        return self._records.items()
+
+    def set(self, target: TargetId, tracked: Tracked) -> None:
+        """Store a target's record and (re)schedule it: the one way records change."""
+        previous = self._records.get(target)
+        self._records[target] = tracked
+        if previous is None or previous.source is not tracked.source:
+            self._index(target, previous, tracked)
+        self._schedule.update(target, tracked)
+
+    def forget(self, target: TargetId) -> None:
+        previous = self._records.pop(target, None)
+        if previous is not None:
+            self._index(target, previous, None)
+        self._schedule.forget(target)
+        self._sweep.forget(target)
+
+    def nudge(self, targets: Collection[TargetId], now: float, expedite_for: float = 0.0) -> int:
+        """Make these targets due now (and often for ``expedite_for`` s); how many exist."""
+        found = 0
+        for target in targets:
+            t = self._records.get(target)
+            if t is not None:
+                found += 1
+                until = max(t.expedite_until, now + expedite_for)
+                self.set(target, replace(t, nudged=True, expedite_until=until))
+        return found
+
+    def on(self, repository: RepositoryRef) -> Collection[TargetId]:
+        """The targets that read ``repository``."""
+        return self._repositories.get(repository, set())
+
+    def repositories(self) -> dict[TargetId, RepositoryRef]:
+        """Each target's repository (targets that have one)."""
+        return {t: repo for repo, targets in self._repositories.items() for t in targets}
+
+    # -- the schedule and the pass ---------------------------------------------------------------
+
+    def due(self, now: float) -> Iterator[TargetId]:
+        return self._schedule.due(now)
+
+    def unscheduled(self, target: TargetId) -> None:
+        self._schedule.unscheduled(target)
+
+    def in_flight(self) -> list[tuple[TargetId, float]]:
+        return self._schedule.in_flight()
+
+    def requesting(self) -> bool:
+        """Whether a reconcile request of any target is under way."""
+        return any(t.patch is not None for t in self._records.values())
+
+    def idle(self, now: float) -> bool:
+        """Nothing due, no check and no request under way."""
+        return self._schedule.idle(now) and not self.requesting()
+
+    def begin_pass(self, now: float) -> None:
+        """Start a full pass over the targets known now, unless one is under way."""
+        if not self._sweep.running:
+            self._sweep.begin(self._records.keys(), now)
+
+    def checked(self, target: TargetId, now: float) -> None:
+        self._sweep.checked(target, now, self._records.keys())
+
+    def _index(self, target: TargetId, previous: Tracked | None, now: Tracked | None) -> None:
+        before = _repository(previous)
+        after = _repository(now)
+        if before == after:
+            return
+        if before is not None:
+            targets = self._repositories[before]
+            targets.discard(target)
+            if not targets:
+                del self._repositories[before]
+        if after is not None:
+            self._repositories.setdefault(after, set()).add(target)
+
+
+def _repository(tracked: Tracked | None) -> RepositoryRef | None:
+    if tracked is None or not isinstance(tracked.source, Target):
+        return None
+    return tracked.source.repository

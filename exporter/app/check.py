@@ -1,0 +1,83 @@
+"""The worker's side of a check: resolve the object's registry access, then observe.
+
+Runs on a worker thread and never raises: an unusable access is ``config``, a bug is
+``internal`` (logged with its traceback). It also says when the artifact observed is new
+and its creation time unknown: the engine has that read later, at a lower priority.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.app.observe import creation_wanted, observe
+from exporter.core.observation import Fresh, Observation, RegistryFailure
+from exporter.flux.targets import ErrorReason, Target
+from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
+from exporter.model import RepositoryRef
+from exporter.registry.cache import TagCache
+
+log = logging.getLogger(__name__)
+
+
+class AccessSource(Protocol):
+    def resolve(self, refs: AccessRefs, repo: RepositoryRef) -> RegistryAccess: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A new artifact whose creation time is still to be read, with the access to read it."""
+
+    repository: RepositoryRef
+    digest: str
+    access: RegistryAccess
+
+
+class Checker:
+    def __init__(self, access: AccessSource, cache: TagCache) -> None:
+        self._access = access
+        self._cache = cache
+
+    def check(self, target: Target, last: Fresh | None) -> tuple[Observation, Creation | None]:
+        try:
+            try:
+                access = self._access.resolve(refs(target), target.repository)
+            except AccessError as exc:
+                return RegistryFailure(ErrorReason.CONFIG, str(exc), last), None
+            observation = observe(target, access, self._cache, last)
+            digest = creation_wanted(target, observation)
+            if digest is None or self._known(target.repository, digest, access):
+                return observation, None
+            return observation, Creation(target.repository, digest, access)
+        except Exception:
+            log.exception("checking %s failed unexpectedly", target.id,
+                          extra=target.id.log_fields())  # fmt: skip
+            return RegistryFailure(ErrorReason.INTERNAL, "internal error (see the log)", last), None
+
+    def created(self, creation: Creation) -> float | None:
+        """Read it (once per artifact, whatever the number of objects); None: unknown."""
+        try:
+            access = creation.access
+            return self._cache.created(
+                creation.repository, creation.digest, access.credentials, access.tls
+            )
+        except Exception:
+            log.exception("reading the creation time of %s@%s failed unexpectedly",
+                          creation.repository, creation.digest)  # fmt: skip
+            return None
+
+    def _known(self, repo: RepositoryRef, digest: str, access: RegistryAccess) -> bool:
+        return self._cache.known_created(repo, digest, access.credentials, access.tls) is not None
+
+
+def refs(target: Target) -> AccessRefs:
+    a = target.access
+    return AccessRefs(
+        namespace=target.id.namespace,
+        secret_name=a.secret,
+        service_account=a.service_account,
+        cert_secret_name=a.cert_secret,
+        insecure=a.insecure,
+        basic_auth_keys=target.id.kind == "HelmChart",
+    )
