@@ -9,13 +9,13 @@ target is :meth:`Book.forget`, one call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, ItemsView, Iterator, KeysView
+from collections.abc import Callable, Collection, ItemsView, Iterator, KeysView, Mapping
 from dataclasses import replace
 
 from exporter.app.schedule import Schedule
 from exporter.app.sweep import Sweep
 from exporter.core.plan import Tracked
-from exporter.flux.targets import Target, TargetId
+from exporter.flux.targets import SourceProblem, Target, TargetId
 from exporter.model import RepositoryRef
 
 
@@ -60,6 +60,18 @@ class Book:
         self._schedule.forget(target)
         self._sweep.forget(target)
 
+    def take(self, parsed: Mapping[TargetId, tuple[Target | SourceProblem, str]]) -> None:
+        """The sources as parsed now, with their versions: new and changed ones are due at
+        once; the others' records are forgotten."""
+        for target, (source, version) in parsed.items():
+            known = self._records.get(target)
+            if known is None:
+                self.set(target, Tracked(source, version))
+            elif known.version != version:
+                self.set(target, replace(known, source=source, version=version))
+        for gone in [t for t in self._records if t not in parsed]:
+            self.forget(gone)
+
     def nudge(self, targets: Collection[TargetId], now: float, expedite_for: float = 0.0) -> int:
         """Make these targets due now (and often for ``expedite_for`` s); how many exist."""
         found = 0
@@ -71,9 +83,34 @@ class Book:
                 self.set(target, replace(t, nudged=True, expedite_until=until))
         return found
 
-    def on(self, repository: RepositoryRef) -> Collection[TargetId]:
-        """The targets that read ``repository``."""
-        return self._repositories.get(repository, set())
+    def pushed(
+        self, targets: Collection[TargetId], received_at: float, now: float, expedite_for: float
+    ) -> None:
+        """A push event made these targets due: its arrival is kept (until their check) for
+        the event-to-request latency."""
+        for target in targets:
+            t = self._records[target]
+            if t.event_at is None:
+                self._records[target] = replace(t, event_at=received_at)
+        self.nudge(targets, now, expedite_for)
+
+    def on(
+        self, repository: RepositoryRef, namespaces: Collection[str] | None = None
+    ) -> list[TargetId]:
+        """The targets that read ``repository`` (in ``namespaces``, when given)."""
+        targets = self._repositories.get(repository, ())
+        return [t for t in targets if namespaces is None or t.namespace in namespaces]
+
+    def created(self, repository: RepositoryRef, digest: str, created: float) -> None:
+        """A new artifact's creation time is known: the targets whose lag it moves back are
+        due now (the cache answers their check)."""
+        for target in self.on(repository):
+            t = self._records[target]
+            fresh = t.memory.last_fresh
+            if fresh is None or fresh.digest != digest:
+                continue
+            if any(at > created for _, at in t.memory.first_seen):
+                self.set(target, replace(t, nudged=True))
 
     def repositories(self) -> dict[TargetId, RepositoryRef]:
         """Each target's repository (targets that have one)."""

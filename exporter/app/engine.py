@@ -38,18 +38,17 @@ from exporter.app.check import AccessSource, Checker, Creation
 from exporter.app.coalescer import EventCoalescer, Refresh
 from exporter.app.config import EngineConfig
 from exporter.app.gate import RepositoryGate
+from exporter.app.judge import Judge
 from exporter.app.messages import Created, Delivery, Lead, Message, Observed
-from exporter.app.recorder import CheckObserver, Recorder
+from exporter.app.recorder import NO_EVENTS, CheckObserver, Recorder
 from exporter.app.requests import Requests
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
-from exporter.core.decision import decide
 from exporter.core.hooks import HookSource, Nudge, matching
-from exporter.core.observation import Observation, RegistryFailure
-from exporter.core.plan import Tracked, after_check, needs_registry
-from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
+from exporter.core.observation import Observation
+from exporter.core.plan import Tracked, needs_registry
+from exporter.flux.targets import Target, TargetId
 from exporter.kube.discovery import Resource
-from exporter.kube.trigger import ObjectRef
 from exporter.registry.cache import TagCache
 
 log = logging.getLogger(__name__)
@@ -72,9 +71,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         leading: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._leading = leading
         self._c = config
-        self._resources = resources
         self._cache = cache
         self._store = store
         self._workers = workers
@@ -85,8 +82,6 @@ class Engine:
         # interrupting SimpleQueue.get(timeout) can leave it waiting for ever (CPython 3.11)
         self._done: queue.Queue[Message] = queue.Queue()
         self._actor = Actor(patcher, events, self._done.put, leading)
-        # a dry run (``check``, ``run --dry-run``) writes nothing to the cluster, Events included
-        self._recorder = Recorder(store, observer, _NoEvents() if config.dry_run else self._actor)
         self.catalog = Catalog(
             config.prefix,
             min_interval=config.min_interval,
@@ -104,6 +99,10 @@ class Engine:
         self._requests = Requests(self._actor, store=store, observer=observer,
                                   backoff=config.backoff, clock=clock, leading=leading,
                                   dry_run=config.dry_run)  # fmt: skip
+        # a dry run (``check``, ``run --dry-run``) writes nothing to the cluster, Events included
+        recorder = Recorder(store, observer, NO_EVENTS if config.dry_run else self._actor)
+        self._judge = Judge(config, recorder=recorder, requests=self._requests,
+                            observer=observer, resources=resources)  # fmt: skip
         self._lock = threading.Lock()  # guards progress_at for readers on other threads
         self._progress_at = clock()
         self.checks = 0  # checks completed (for tests and benchmarks)
@@ -114,15 +113,9 @@ class Engine:
         """Take the informers' objects: new targets are due at once, changed ones too."""
         parsed, counts = self.catalog.update(objects)
         self._store.set_sources(counts)
-        for target_id, p in parsed.items():
-            assert p.source is not None
-            known = self._book.get(target_id)
-            if known is None:
-                self._book.set(target_id, Tracked(p.source, p.version))
-            elif known.version != p.version:
-                self._book.set(target_id, replace(known, source=p.source, version=p.version))
-        for gone in [t for t in self._book.ids() if t not in parsed]:
-            self._book.forget(gone)
+        self._book.take(
+            {t: (p.source, p.version) for t, p in parsed.items() if p.source is not None}
+        )
         self._store.keep_only(set(self._book.ids()))
         self._book.begin_pass(self._clock())
 
@@ -252,7 +245,8 @@ class Engine:
             if not message.nudges:
                 self._observer.event_received(message.source.value, "ignored")
         elif isinstance(message, Created):
-            self._created(message)
+            if message.created is not None:
+                self._book.created(message.repository, message.digest, message.created)
         else:
             self._observed(message, now)
 
@@ -284,89 +278,23 @@ class Engine:
     def _refresh(self, refresh: Refresh, targets: list[TargetId] | None = None) -> None:
         """Expire the repository's cached listing and make its targets due."""
         if targets is None:
-            namespaces = refresh.nudge.namespaces
-            targets = [t for t in self._book.on(refresh.repository)
-                       if namespaces is None or t.namespace in namespaces]  # fmt: skip
+            targets = self._book.on(refresh.repository, refresh.nudge.namespaces)
             if not targets:
                 return
         self._cache.expire(refresh.repository)
-        for target_id in targets:
-            t = self._book[target_id]
-            if t.event_at is None:
-                self._book.set(target_id, replace(t, event_at=refresh.received_at))
         window = self._c.expedite_window if refresh.nudge.expedite else 0.0
-        self.nudge(targets, expedite_for=window)
-
-    def _created(self, message: Created) -> None:
-        """A creation time was read: targets whose lag it moves back are decided again (the
-        cache answers their check)."""
-        if message.created is None:
-            return
-        created = message.created
-        for target_id in list(self._book.on(message.repository)):
-            t = self._book[target_id]
-            fresh = t.memory.last_fresh
-            if (
-                fresh is not None
-                and fresh.digest == message.digest
-                and any(at > created for _, at in t.memory.first_seen)
-            ):
-                self._book.set(target_id, replace(t, nudged=True))
+        self._book.pushed(targets, refresh.received_at, self._clock(), window)
 
     def _report_overdue(self, t: Tracked, now: float) -> None:
-        registry = t.source.repository.registry if isinstance(t.source, Target) else ""
-        failure = RegistryFailure(
-            ErrorReason.UNAVAILABLE,
-            f"{registry}: no answer within {self._c.deadline:.0f}s",
-            t.memory.last_fresh,
-        )
-        decision = decide(t.source, failure, t.memory, now, backoff=self._c.backoff)
-        self._recorder.record(t.source, self._ref(t.source), decision, failure, None, now)
-        self._book.set(t.source.id, replace(t, overdue=True, memory=decision.memory))
+        self._book.set(t.source.id, self._judge.overdue(t, now))
         self._book.checked(t.source.id, now)
         self._progress(now)
 
     def _finish(self, t: Tracked, observation: Observation | None, now: float) -> None:
-        source = t.source
-        done = replace(
-            t, in_flight_since=None, overdue=False, checked_at=now, checked_version=t.version
-        )
-        try:
-            decision = decide(source, observation, t.memory, now, backoff=self._c.backoff)
-        except Exception:  # a bug must not stop the other targets
-            log.exception("deciding on %s failed unexpectedly", source.id,
-                          extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
-            self._book.set(source.id, done)
+        done, judged = self._judge.finish(t, observation, now)
+        self._book.set(t.source.id, done)
+        if not judged:
             return
-        retry_after = observation.retry_after if isinstance(observation, RegistryFailure) else None
-        done = after_check(t, decision.memory, retry_after, now, self._c.retry_after_cap)
-        self._book.set(source.id, done)  # stored first: a bug below cannot leave it unscheduled
-        try:
-            ref = self._ref(source)
-            fresh = decision.memory.last_fresh
-            self._recorder.record(source, ref, decision, observation, fresh, now)
-            requested = self._requests.request(done, decision, ref, t.event_at)
-            if requested is not done:
-                self._book.set(source.id, requested)
-        except Exception:
-            log.exception("recording or acting on %s failed unexpectedly", source.id,
-                          extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
         self.checks += 1
-        self._book.checked(source.id, now)
+        self._book.checked(t.source.id, now)
         self._progress(now)
-
-    def _ref(self, source: Target | SourceProblem) -> ObjectRef:
-        return ObjectRef(
-            self._resources[source.id.kind],
-            source.id.namespace,
-            source.id.name,
-            uid=source.uid,
-            resource_version=source.resource_version,
-        )
-
-
-class _NoEvents:
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
-        return  # the log line that goes with every Event still tells

@@ -116,3 +116,11 @@ def _rule_text(target: Target | None) -> str:
     if rule.kind is RuleKind.TAG:
         return f"tag {rule.tag}"
     return f"pinned {rule.digest or rule.tag}"
+
+
+class _NoEvents:
+    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        return  # the log line that goes with every Event still tells
+
+
+NO_EVENTS = _NoEvents()  # a dry run's sink: writes nothing to the cluster
