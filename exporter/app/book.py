@@ -127,6 +127,9 @@ class Book:
     def in_flight(self) -> list[tuple[TargetId, float]]:
         return self._schedule.in_flight()
 
+    def started_before(self, moment: float) -> list[TargetId]:
+        return self._schedule.started_before(moment)
+
     def requesting(self) -> bool:
         """Whether a reconcile request of any target is under way."""
         return any(t.patch is not None for t in self._records.values())

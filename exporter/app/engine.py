@@ -190,9 +190,9 @@ class Engine:
         """Refresh what events asked for, report overdue checks, start what is due."""
         for refresh in self._coalescer.due(now):
             self._refresh(refresh)
-        for target_id, since in self._book.in_flight():
+        for target_id in self._book.started_before(now - self._c.deadline):
             t = self._book[target_id]
-            if not t.overdue and now - since > self._c.deadline:
+            if not t.overdue:
                 self._report_overdue(t, now)
         for target_id in self._book.due(now):
             t = self._book[target_id]

@@ -3,8 +3,8 @@
 The schedule is told every new :class:`Tracked` record of a target (``update``) and
 works out its next due time (``core.plan.next_due``). A record whose due time changed
 gets a new heap entry; the old one stays in the heap and is skipped when popped, so a
-reschedule costs a push, not a search. It also keeps the checks in flight (since when),
-for the overdue scan, which then looks at those only.
+reschedule costs a push, not a search. It also keeps the checks in flight, oldest first,
+so finding the ones past their deadline looks at those only.
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ class Schedule:
         self._heap: list[tuple[float, int, TargetId]] = []  # (due at, seq, target)
         self._due_at: dict[TargetId, float] = {}  # the live heap entry of each target
         self._in_flight: dict[TargetId, float] = {}  # checks under way: since when
+        self._started: list[tuple[float, int, TargetId]] = []  # heap of (since, seq, target)
         self._seq = 0
 
     def update(self, target: TargetId, tracked: Tracked) -> None:
         """A target's record changed: (re)schedule it from the new record."""
-        if tracked.in_flight_since is not None:
-            self._in_flight[target] = tracked.in_flight_since
+        since = tracked.in_flight_since
+        if since is not None:
+            if self._in_flight.get(target) != since:
+                self._in_flight[target] = since
+                self._seq += 1
+                heapq.heappush(self._started, (since, self._seq, target))
         else:
             self._in_flight.pop(target, None)
         due = next_due(tracked, self._default_interval, self._expedite_every)
@@ -60,6 +65,16 @@ class Schedule:
     def in_flight(self) -> list[tuple[TargetId, float]]:
         """The checks under way and since when (a copy: the caller may update)."""
         return list(self._in_flight.items())
+
+    def started_before(self, moment: float) -> list[TargetId]:
+        """The checks under way that started before ``moment``, each told once per check
+        (the caller reports them overdue)."""
+        found = []
+        while self._started and self._started[0][0] < moment:
+            since, _, target = heapq.heappop(self._started)
+            if self._in_flight.get(target) == since:
+                found.append(target)
+        return found
 
     def busy(self) -> bool:
         return bool(self._in_flight)
