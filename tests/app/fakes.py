@@ -234,6 +234,8 @@ def rig(
             dry_run=dry_run,
             backoff=Backoff(60.0, 3600.0),
             deadline=deadline,
+            event_gap=2.0,
+            expedite_window=900.0,
             tag_parsing=tag_parsing,
         ),
         resources=RESOURCES,
