@@ -232,6 +232,9 @@ def setting(
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, each field its whole declaration (:func:`setting`), in the order
+    ``--help`` lists them."""
+
     kubeconfig: str | None = setting(
         None, PATH, "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config"
     )
