@@ -26,10 +26,8 @@ from pathlib import Path
 import click
 
 from exporter import __version__
-from exporter.flux.policy import TagParsing
-from exporter.options import SETTINGS_EPILOG as _SETTINGS_EPILOG
-from exporter.options import setting
-from exporter.settings import LOG_FORMATS, LOG_LEVELS
+from exporter.options import SETTINGS_EPILOG, setting_options
+from exporter.settings import Settings, SettingsError, from_sources
 
 EXIT_NO_MATCH = 1
 EXIT_INVALID = 2
@@ -172,11 +170,7 @@ def tags_command(
         sys.exit(EXIT_NO_MATCH)
 
 
-def _settings(**flags: object) -> object:
-    import os
-
-    from exporter.settings import SettingsError, from_sources
-
+def _settings(**flags: object) -> Settings:
     try:
         return from_sources({k: v for k, v in flags.items() if v is not None}, dict(os.environ))
     except SettingsError as exc:
@@ -185,72 +179,18 @@ def _settings(**flags: object) -> object:
         sys.exit(EXIT_INVALID)
 
 
-# Settings both run and check take (check reports what run would decide).
-_KUBECONFIG = setting(
-    "kubeconfig", "Kubeconfig file.", shown="in-cluster, then $KUBECONFIG or ~/.kube/config"
+# The settings check takes too: those that change what it reports (what run would decide).
+_CHECK_SETTINGS = (
+    "kubeconfig",
+    "namespaces",
+    "annotation_prefix",
+    "watch_label_selector",
+    "tag_parsing",
 )
-_NAMESPACES = setting(
-    "namespaces", "Watch only these namespaces (repeatable; the variable: comma-separated).",
-    flag="--namespace", multiple=True, shown="all",
-)  # fmt: skip
-_ANNOTATION_PREFIX = setting(
-    "annotation_prefix", "Opt-in annotation prefix (a DNS subdomain and '/')."
-)
-_WATCH_LABEL_SELECTOR = setting(
-    "watch_label_selector", "Only objects matching this selector (sharding), "
-    "e.g. sharding.fluxcd.io/key=s1.", shown="every object",
-)  # fmt: skip
-_TAG_PARSING = setting(
-    "tag_parsing", "Which Flux's tag rule to follow: flux-2.7 (2.7 and later) or flux-2.6.",
-    choices=tuple(t.value for t in TagParsing),
-)  # fmt: skip
 
 
-@main.command("run", epilog=_SETTINGS_EPILOG)
-@_KUBECONFIG
-@_NAMESPACES
-@setting("interval", "Re-check interval of an object without an interval annotation.")
-@setting("min_interval", "Lowest interval an annotation may ask for (lower is raised to it).")
-@setting("tag_ttl", "How long a repository's tag listing is reused by every object on it.")
-@setting("dry_run", "Decide and report, patch nothing.", is_flag=True)
-@setting("once", "One full pass, then exit (0: it completed).", is_flag=True)
-@_ANNOTATION_PREFIX
-@setting("log_format", "Log lines for people (text) or pipelines (json).", choices=LOG_FORMATS)
-@setting("log_level", "Least severe log lines shown.", choices=LOG_LEVELS)
-@setting("listen", "HOST:PORT of /metrics, /healthz and /readyz.")
-@setting("events_listen", "HOST:PORT of the push events listener (/hooks/...).", shown="off")
-@setting("gitlab_registry", "GitLab registry host the projects of GitLab hooks live on.")
-@_WATCH_LABEL_SELECTOR
-@setting(
-    "leader_elect", "Elect one leader on a Lease among replicas (only it requests).",
-    flag="--leader-elect/--no-leader-elect", is_flag=True,
-)  # fmt: skip
-@setting("leader_election_namespace", "Namespace of the Lease.", shown="the pod's namespace")
-@setting(
-    "leader_election_id", "Name of the Lease.",
-    shown="flux-oci-trigger, plus the shard with a label selector",
-)  # fmt: skip
-@_TAG_PARSING
-@setting("event_gap", "At most one refresh of a repository per this, however many events.")
-@setting("expedite_window", "After a GitLab tag push, check its repositories every few seconds.")
-@setting(
-    "patch_rate", "Reconcile requests per second, at most, over all objects.", shown="5",
-    metavar="NUMBER",
-)  # fmt: skip
-@setting(
-    "registry_concurrency", "Checks and requests in flight per registry host, at most.",
-    metavar="N",
-)  # fmt: skip
-@setting("stuck_backoff_min", "First repeat of a request Flux handled without applying it.")
-@setting("stuck_backoff_max", "The doubling repeat delay stops growing here.")
-@setting(
-    "notify_watch", "Watch the notifications of `notify` (OCIArtifactPushed Events).",
-    flag="--notify-watch/--no-notify-watch", is_flag=True,
-)  # fmt: skip
-@setting(
-    "notify_everywhere", "Namespaces whose notifications reach every namespace (repeatable; "
-    "the variable: comma-separated).", multiple=True, shown="none",
-)  # fmt: skip
+@main.command("run", epilog=SETTINGS_EPILOG)
+@setting_options()
 def run_command(**flags: object) -> None:
     """Watch opted-in Flux OCI sources and request reconciliation when they fall behind."""
     import signal
@@ -260,12 +200,8 @@ def run_command(**flags: object) -> None:
     from exporter.app.service import ListenError, Service
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
-    from exporter.settings import Settings
 
-    flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
-    flags["notify_everywhere"] = tuple(flags["notify_everywhere"]) or None  # type: ignore[arg-type]
     settings = _settings(**flags)
-    assert isinstance(settings, Settings)
     configure(settings.log_format, level=logging.getLevelName(settings.log_level.upper()))
     allocator.tune()  # before the worker threads exist: their arenas follow it
     try:
@@ -304,12 +240,8 @@ def run_command(**flags: object) -> None:
                 running.stop()
 
 
-@main.command("check", epilog=_SETTINGS_EPILOG)
-@_KUBECONFIG
-@_NAMESPACES
-@_ANNOTATION_PREFIX
-@_WATCH_LABEL_SELECTOR
-@_TAG_PARSING
+@main.command("check", epilog=SETTINGS_EPILOG)
+@setting_options(*_CHECK_SETTINGS)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check_command(output: str, **flags: object) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""
@@ -317,11 +249,8 @@ def check_command(output: str, **flags: object) -> None:
     from exporter.app.service import Service
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
-    from exporter.settings import Settings
 
-    flags["namespaces"] = tuple(flags["namespaces"]) or None  # type: ignore[arg-type]
     settings = _settings(**flags, dry_run=True, notify_watch=False)
-    assert isinstance(settings, Settings)
     configure("text", level=30)
     try:
         service = Service(settings, dry_run=True)

@@ -1,19 +1,20 @@
-"""Command-line options for settings: each shows its default and its variable in --help.
+"""Command-line options made from the settings' declarations (``exporter.settings``).
 
-``exporter.settings`` reads the ``FLUX_OCI_TRIGGER_*`` variables itself (so an invalid
-value is reported under the variable's name), so the options name their variable for the
-help text but never read it: a flag not given reaches the settings as None.
+Each shows its help, its default and its variable in --help, all taken from the
+declaration. ``exporter.settings`` reads the ``FLUX_OCI_TRIGGER_*`` variables itself (so
+an invalid value is reported under the variable's name), so the options name their
+variable for the help text but never read it: a flag not given reaches the settings as
+None.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from exporter.settings import ENV_PREFIX, Settings
+from exporter.settings import ENV_PREFIX, SETTINGS, Setting
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,61 +40,48 @@ class SettingOption(click.Option):
         return extra
 
 
-def setting(
-    name: str,
-    help: str,
-    *,
-    flag: str | None = None,
-    is_flag: bool = False,
-    multiple: bool = False,
-    choices: Sequence[str] | None = None,
-    shown: str | None = None,
-    metavar: str | None = None,
-) -> Callable[[F], F]:
-    """A ``--flag`` for the setting ``name`` (default None: not given)."""
-    declared = flag or "--" + name.replace("_", "-")
+def setting_options(*names: str) -> Callable[[F], F]:
+    """The options of the settings ``names`` (every setting when none), in the order of
+    their declarations."""
+    unknown = set(names).difference(s.name for s in SETTINGS)
+    if unknown:
+        raise ValueError(f"no such setting: {', '.join(sorted(unknown))}")
+    chosen = [s for s in SETTINGS if not names or s.name in names]
+
+    def decorate(command: F) -> F:
+        for one in reversed(chosen):  # click lists options in the order they were added
+            command = option(one)(command)
+        return command
+
+    return decorate
+
+
+def option(setting: Setting) -> Callable[[F], F]:
+    """The flag (and its aliases) of one setting; its value is None when not given."""
+    kind = setting.kind
     extra: dict[str, Any] = {}
-    if is_flag and "/" not in declared:
+    if kind.switch:
         extra["is_flag"] = True
-    if choices:
-        extra["type"] = click.Choice(list(choices))
-    default = getattr(Settings(), name)
-    if metavar or (isinstance(default, float) and not is_flag):
-        extra["metavar"] = metavar or "DURATION"
+    elif kind.choices:
+        extra["type"] = click.Choice(kind.choices)
+    else:
+        extra["metavar"] = kind.metavar
+    if kind.many:
+        extra["multiple"] = True
+        extra["callback"] = _none_when_empty
     return click.option(
-        declared,
-        name,
+        setting.flag,
+        *setting.aliases,
+        setting.name,
         cls=SettingOption,
-        help=help,
+        help=setting.help,
         default=None,
-        multiple=multiple,
-        envvar=ENV_PREFIX + name.upper(),
+        envvar=setting.variable,
         show_envvar=True,
-        shown=shown if shown is not None else default_text(default),
+        shown=setting.shown,
         **extra,
     )
 
 
-def default_text(value: object) -> str:
-    """A setting's default as its flag would take it: ``60.0`` seconds -> ``1m``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return duration_text(value)
-    text = str(getattr(value, "value", value))
-    return text or '""'
-
-
-def duration_text(seconds: float) -> str:
-    """Go-style: 90.0 -> ``1m30s``, 0.5 -> ``500ms``, 3600.0 -> ``1h``."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        return f"{seconds:g}s"
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    whole, rest = divmod(seconds, 1)
-    hours, left = divmod(int(whole), 3600)
-    minutes, secs = divmod(left, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    tail = secs + rest
-    parts.append(f"{tail:g}s" if tail else "")
-    return "".join(parts)
+def _none_when_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    return value or None  # a repeatable flag not given: () from click, "not given" here

@@ -40,7 +40,7 @@ from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
 from exporter.server import Endpoints
-from exporter.settings import Settings
+from exporter.settings import Address, Settings
 
 log = logging.getLogger(__name__)
 _from_file: Any = k8s_config.new_client_from_config
@@ -79,7 +79,7 @@ class ListenError(OSError):
     taken, not allowed, or the host is not this machine's); the message names both."""
 
 
-def _listen_error(address: str, exc: OSError) -> ListenError:
+def _listen_error(address: Address, exc: OSError) -> ListenError:
     # the system's words for errno ("Address already in use"); a resolver error has its own
     reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
     return ListenError(f"cannot listen on {address}: {reason}")
@@ -208,45 +208,45 @@ class Service:
         return (synced and done, f"lists synced: {synced}; first full check done: {done}")
 
     def serve(self) -> Endpoints:
-        host, _, port = self.settings.listen.rpartition(":")
+        address = self.settings.listen
         try:
             server = Endpoints(
-                (host.strip("[]") or "0.0.0.0", int(port)),
+                (address.host, address.port),
                 self.metrics.registry,
                 self.exposition.body,
                 self.healthy,
                 self.ready,
             )
         except OSError as exc:
-            raise _listen_error(self.settings.listen, exc) from exc
+            raise _listen_error(address, exc) from exc
         server.start()
         self.exposition.start()
-        log.info("serving /metrics, /healthz, /readyz on %s", self.settings.listen)
+        log.info("serving /metrics, /healthz, /readyz on %s", address)
         return server
 
     def listen_for_events(self, env: Mapping[str, str]) -> Listener | None:
         """Start the events listener when ``events_listen`` is set and a source has a secret."""
-        if not self.settings.events_listen:
+        address = self.settings.events_listen
+        if address is None:
             return None
         secrets = hook_secrets(env)
         if not secrets:
             log.warning("--events-listen is set but no webhook secret is: events stay off "
                         "(set FLUX_OCI_TRIGGER_<SOURCE>_SECRET_FILE)")  # fmt: skip
             return None
-        host, _, port = self.settings.events_listen.rpartition(":")
         self.metrics.events_enabled(s.value for s in secrets)
         try:
             listener = Listener(
-                (host.strip("[]") or "0.0.0.0", int(port)),
+                (address.host, address.port),
                 secrets,
                 self.engine.deliver,
                 self.metrics.event_received,
                 gitlab_host=self.settings.gitlab_registry.lower(),
             )
         except OSError as exc:
-            raise _listen_error(self.settings.events_listen, exc) from exc
+            raise _listen_error(address, exc) from exc
         listener.start()
-        log.info("events listener on %s for %s", self.settings.events_listen,
+        log.info("events listener on %s for %s", address,
                  ", ".join(f"/hooks/{s.value}" for s in secrets))  # fmt: skip
         return listener
 

@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import exporter.cli as cli
-from exporter.options import default_text, duration_text
-from exporter.settings import ENV_PREFIX, Settings
+from exporter.settings import ENV_PREFIX, Settings, default_text, duration_text
 
 
 def _help(command: str) -> str:

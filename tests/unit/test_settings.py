@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.settings import Settings, SettingsError, from_sources
+from exporter.settings import SETTINGS, Address, Settings, SettingsError, from_sources
 
 
 def test_defaults() -> None:
@@ -14,7 +14,8 @@ def test_defaults() -> None:
     assert s == Settings()
     assert (s.interval, s.min_interval, s.tag_ttl) == (60, 10, 60)
     assert (s.stuck_backoff_min, s.stuck_backoff_max) == (60, 3600)
-    assert s.listen == "0.0.0.0:9798" and s.annotation_prefix == "oci-trigger.gitlab.com/"
+    assert s.listen == Address("0.0.0.0", 9798) and str(s.listen) == "0.0.0.0:9798"
+    assert s.annotation_prefix == "oci-trigger.gitlab.com/"
 
 
 def test_every_field_is_documented_with_a_unit_or_meaning() -> None:
@@ -57,7 +58,8 @@ def test_environment() -> None:
     assert s.namespaces == ("apps", "flux-system")
     assert s.dry_run and s.log_format == "json" and s.patch_rate == 0.5
     assert s.registry_concurrency == 8 and s.stuck_backoff_max == 1800
-    assert s.listen == "[::]:8080" and s.kubeconfig is None
+    assert s.listen == Address("::", 8080) and str(s.listen) == "[::]:8080"
+    assert s.kubeconfig is None
 
 
 def test_flags_win_over_environment() -> None:
@@ -130,3 +132,100 @@ def test_any_strings_give_settings_or_settings_error(flags: dict[str, str]) -> N
         assert exc.problems
     else:
         assert s.interval >= s.min_interval > 0
+
+
+def test_each_setting_is_declared_with_its_help_default_flag_and_variable() -> None:
+    assert [s.name for s in SETTINGS] == [f.name for f in fields(Settings)]
+    defaults = Settings()
+    for s in SETTINGS:
+        assert s.help.endswith("."), s.name
+        assert s.shown, s.name
+        assert s.default == getattr(defaults, s.name), s.name
+        assert s.variable == f"FLUX_OCI_TRIGGER_{s.name.upper()}"
+        assert s.flag.startswith("--"), s.name
+        assert s.aliases == (), s.name
+
+
+def test_defaults_are_shown_as_their_flags_take_them() -> None:
+    shown = {s.name: s.shown for s in SETTINGS}
+    assert shown["interval"] == "1m" and shown["event_gap"] == "2s"
+    assert shown["expedite_window"] == "15m" and shown["stuck_backoff_max"] == "1h"
+    assert shown["listen"] == "0.0.0.0:9798" and shown["events_listen"] == "off"
+    assert shown["patch_rate"] == "5" and shown["registry_concurrency"] == "8"
+    assert shown["dry_run"] == "false" and shown["notify_watch"] == "true"
+    assert shown["tag_parsing"] == "flux-2.7"
+    described = {
+        "kubeconfig",
+        "namespaces",
+        "events_listen",
+        "watch_label_selector",
+        "leader_election_namespace",
+        "leader_election_id",
+        "notify_everywhere",
+    }
+    for s in SETTINGS:
+        if s.name not in described:  # the others' default reads back as itself
+            assert from_sources({s.name: s.shown}, {}) == Settings(), s.name
+
+
+@pytest.mark.parametrize(
+    ("text", "address", "back"),
+    [
+        ("0.0.0.0:9798", Address("0.0.0.0", 9798), "0.0.0.0:9798"),
+        ("[::]:8080", Address("::", 8080), "[::]:8080"),
+        ("[::1]:1", Address("::1", 1), "[::1]:1"),
+        ("[2001:db8::7]:65535", Address("2001:db8::7", 65535), "[2001:db8::7]:65535"),
+        ("localhost:9799", Address("localhost", 9799), "localhost:9799"),
+        (":9798", Address("0.0.0.0", 9798), "0.0.0.0:9798"),
+        ("127.0.0.1:080", Address("127.0.0.1", 80), "127.0.0.1:80"),
+    ],
+)
+def test_addresses_are_parsed_once(text: str, address: Address, back: str) -> None:
+    assert Address.parse(text) == address
+    assert str(address) == back
+    assert Address.parse(back) == address
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9798", "host:0", "host:65536", "host:123456", "host:", "host:80x", "", "::1:80",
+     "[::1]", "[::1]80", "[zz::1]:80", "a b:80", "host:-1", "host :80"],
+)  # fmt: skip
+def test_an_address_that_is_not_host_port_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"is not HOST:PORT to listen on \(port 1-65535\)"):
+        Address.parse(text)
+
+
+def test_the_events_listener_is_off_unless_given_an_address() -> None:
+    assert from_sources({}, {}).events_listen is None
+    assert from_sources({}, {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": ""}).events_listen is None
+    assert from_sources({"events_listen": ""}, {}).events_listen is None
+    on = from_sources({}, {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": "[::]:9799"})
+    assert on.events_listen == Address("::", 9799)
+
+
+@pytest.mark.parametrize(
+    ("listen", "events"), [("0.0.0.0:9798", "0.0.0.0:9798"), (":9798", "0.0.0.0:9798")]
+)
+def test_the_events_listener_never_shares_the_metrics_address(listen: str, events: str) -> None:
+    with pytest.raises(SettingsError, match="events_listen must differ from listen"):
+        from_sources({"listen": listen, "events_listen": events}, {})
+
+
+def test_every_address_problem_at_once_named_by_its_source() -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_sources(
+            {"listen": "metrics", "interval": "soon"},
+            {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": "[::1]:0", "FLUX_OCI_TRIGGER_LOG_LEVEL": "warn"},
+        )
+    assert caught.value.problems == (
+        "--interval: invalid duration 'soon': expected e.g. 90s, 5m, 1h30m",
+        "--listen: 'metrics' is not HOST:PORT to listen on (port 1-65535)",
+        "FLUX_OCI_TRIGGER_EVENTS_LISTEN: '[::1]:0' is not HOST:PORT to listen on (port 1-65535)",
+        "log_level 'warn' is not one of debug, info, error",
+    )
+
+
+def test_a_problem_names_the_flag_as_spelled() -> None:
+    with pytest.raises(SettingsError, match=r"^--namespace: invalid namespace"):
+        from_sources({"namespaces": ("Apps",)}, {})
