@@ -89,8 +89,8 @@ class Book:
         """A push event made these targets due: its arrival is kept (until their check) for
         the event-to-request latency."""
         for target in targets:
-            t = self._records[target]
-            if t.event_at is None:
+            t = self._records.get(target)
+            if t is not None and t.event_at is None:
                 self._records[target] = replace(t, event_at=received_at)
         self.nudge(targets, now, expedite_for)
 
@@ -140,8 +140,7 @@ class Book:
 
     def begin_pass(self, now: float) -> None:
         """Start a full pass over the targets known now, unless one is under way."""
-        if not self._sweep.running:
-            self._sweep.begin(self._records.keys(), now)
+        self._sweep.begin(self._records.keys(), now)
 
     def checked(self, target: TargetId, now: float) -> None:
         self._sweep.checked(target, now, self._records.keys())

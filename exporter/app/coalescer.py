@@ -58,7 +58,12 @@ class EventCoalescer:
                 deferred = True
                 continue
             self._last[repo] = now
-            ready.append(Refresh(repo, nudge, received_at))
+            pending = self._deferred.pop(repo, None)  # its gap ended: both go now, as one
+            if pending is not None:
+                nudge_now = merged(pending.nudge, nudge)
+                ready.append(Refresh(repo, nudge_now, min(pending.received_at, received_at)))
+            else:
+                ready.append(Refresh(repo, nudge, received_at))
         return ready, deferred
 
     def due(self, now: float) -> list[Refresh]:

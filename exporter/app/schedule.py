@@ -69,12 +69,12 @@ class Schedule:
     def started_before(self, moment: float) -> list[TargetId]:
         """The checks under way that started before ``moment``, each told once per check
         (the caller reports them overdue)."""
-        found = []
+        found: dict[TargetId, None] = {}  # a restart at the same instant has two entries
         while self._started and self._started[0][0] < moment:
             since, _, target = heapq.heappop(self._started)
             if self._in_flight.get(target) == since:
-                found.append(target)
-        return found
+                found[target] = None
+        return list(found)
 
     def busy(self) -> bool:
         return bool(self._in_flight)

@@ -27,8 +27,14 @@ class Sweep:
         return self._left is not None
 
     def begin(self, targets: Collection[TargetId], now: float) -> None:
-        """Start a pass over ``targets``; with none, it is done at once (and again at the
-        next ``begin``)."""
+        """Start a pass over ``targets`` unless one is under way. With none, it is done at
+        once (and again at the next ``begin``); a pass whose targets were all checked or
+        forgotten ends here (its last one went away unchecked)."""
+        if self._left:
+            return
+        if self._left is not None:
+            self._end(now, targets)
+            return
         self._left = set(targets)
         self._started = now
         if not self._left:
@@ -45,8 +51,10 @@ class Sweep:
         if self._left is None:
             return
         self._left.discard(target)
-        if self._left:
-            return
+        if not self._left:
+            self._end(now, targets)
+
+    def _end(self, now: float, targets: Collection[TargetId]) -> None:
         first = self._passes() == 0
         self._done(now)
         log.log(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from exporter.core.decision import Decision
 from exporter.core.memory import Memory
+from exporter.core.observation import Fresh
 from exporter.flux.targets import RuleKind, SourceProblem, Target
 
 
@@ -78,10 +79,12 @@ def after_check(
 ) -> Tracked:
     """The record once a check is done: the decision's memory, the registry's wait (a
     ``Retry-After``, capped), the event that made it due used up, and the expedite window
-    closed when the announced build arrived."""
+    closed when the announced build arrived (another tag or digest: not merely its
+    creation time or the count of versions behind)."""
     expedite = tracked.expedite_until
     fresh, before = memory.last_fresh, tracked.memory.last_fresh
-    if expedite and fresh is not None and before is not None and fresh != before:
+    arrived = fresh is not None and before is not None and not _same_artifact(fresh, before)
+    if expedite and arrived:
         expedite = 0.0  # back to the usual interval
     return replace(
         tracked,
@@ -101,3 +104,7 @@ def wait_after_failure(retry_after: float | None, cap: float) -> float:
     if retry_after is None or retry_after <= 0:
         return 0.0
     return min(retry_after, cap)
+
+
+def _same_artifact(a: Fresh, b: Fresh) -> bool:
+    return a.tag == b.tag and a.digest == b.digest

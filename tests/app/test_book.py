@@ -228,6 +228,9 @@ def test_a_check_under_way_keeps_the_book_busy() -> None:
     b.set(A.id, replace(b[A.id], in_flight_since=T0))
     assert b.in_flight() == [(A.id, T0)]
     assert not b.idle(T0)
+    assert b.started_before(T0) == []
+    assert b.started_before(T0 + 30) == [A.id]  # past a 30 s deadline: told once
+    assert b.started_before(T0 + 60) == []
 
 
 def test_a_pass_covers_the_targets_known_at_its_start() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -117,7 +119,7 @@ def test_refreshes_keep_the_gap_and_every_event_is_refreshed_after_it(
     assert c.due(end + 100) == []
     for repo in (APP, OTHER):
         at = [t for t, r in refreshes if r.repository == repo]
-        assert all(b - a >= GAP for a, b in zip(at, at[1:], strict=False)), at
+        assert all(b - a >= GAP for a, b in pairwise(at)), at
     now = 0.0
     for after, repo, namespace in burst:  # each event: a refresh at or after it names it
         now += after
@@ -129,3 +131,13 @@ def test_refreshes_keep_the_gap_and_every_event_is_refreshed_after_it(
             and namespace in r.nudge.namespaces
             for t, r in refreshes
         ), (now, repo, namespace)
+
+
+def test_an_event_after_the_gap_but_before_the_deferred_refresh_fired_joins_it() -> None:
+    c = EventCoalescer(GAP)
+    c.offer([APP], nudge("apps"), 0.0, 0.0)
+    c.offer([APP], nudge("web"), 1.0, 1.0)  # deferred to 2.0
+    ready, deferred = c.offer([APP], nudge("ops"), 2.05, 2.05)  # before due() ran
+    assert not deferred
+    assert ready == [Refresh(APP, merged(nudge("web"), nudge("ops")), 1.0)]
+    assert c.due(2.05) == []  # one refresh, not two

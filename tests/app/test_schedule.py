@@ -85,6 +85,45 @@ def test_in_flight_is_a_copy() -> None:
     assert listed == [(A.id, 7.0)]
 
 
+def test_checks_started_before_a_moment_are_told_oldest_first_once() -> None:
+    s = schedule()
+    s.update(B.id, replace(Tracked(B, "1"), in_flight_since=20.0))
+    s.update(A.id, replace(Tracked(A, "1"), in_flight_since=10.0))
+    s.update(C.id, replace(Tracked(C, "1"), in_flight_since=30.0))
+    assert s.started_before(10.0) == []  # strictly before
+    assert s.started_before(25.0) == [A.id, B.id]
+    s.update(A.id, replace(Tracked(A, "2"), in_flight_since=10.0))  # same check, new record
+    assert s.started_before(100.0) == [C.id]  # A and B were told already
+    assert len(s.in_flight()) == 3  # telling is not finishing
+
+
+def test_a_finished_or_forgotten_check_is_not_told() -> None:
+    s = schedule()
+    s.update(A.id, replace(Tracked(A, "1"), in_flight_since=10.0))
+    s.update(B.id, replace(Tracked(B, "1"), in_flight_since=10.0))
+    s.update(A.id, checked(A, 12.0))
+    s.forget(B.id)
+    assert s.started_before(100.0) == []
+
+
+def test_the_next_check_of_a_target_is_told_again() -> None:
+    s = schedule()
+    s.update(A.id, replace(Tracked(A, "1"), in_flight_since=10.0))
+    assert s.started_before(100.0) == [A.id]
+    s.update(A.id, checked(A, 50.0))
+    s.update(A.id, replace(checked(A, 50.0), in_flight_since=110.0))
+    assert s.started_before(100.0) == []
+    assert s.started_before(200.0) == [A.id]
+
+
+def test_a_check_restarted_at_the_same_instant_is_told_once() -> None:
+    s = schedule()
+    s.update(A.id, replace(Tracked(A, "1"), in_flight_since=10.0))
+    s.update(A.id, checked(A, 10.0))  # done at once, and started again (a coarse clock)
+    s.update(A.id, replace(checked(A, 10.0), in_flight_since=10.0))
+    assert s.started_before(100.0) == [A.id]
+
+
 def test_forget_removes_it_from_due_and_in_flight() -> None:
     s = schedule()
     s.update(A.id, Tracked(A, "1"))
@@ -187,6 +226,7 @@ operations = st.lists(
         st.tuples(st.just("forget"), st.sampled_from(IDS)),
         st.tuples(st.just("unscheduled"), st.sampled_from(IDS)),
         st.tuples(st.just("due"), times),
+        st.tuples(st.just("started_before"), times),
     ),
     max_size=40,
 )
@@ -199,6 +239,7 @@ def test_due_yields_exactly_the_live_due_targets_once(
     s = schedule()
     pending: dict[TargetId, float] = {}  # the model: targets scheduled and not yet yielded
     in_flight: dict[TargetId, float] = {}
+    untold: dict[TargetId, float] = {}  # checks under way not yet told by ``started_before``
 
     def drain(at: float) -> None:
         yielded = list(s.due(at))
@@ -222,17 +263,27 @@ def test_due_yields_exactly_the_live_due_targets_once(
                 pending[tid] = due
             if arg.in_flight_since is None:
                 in_flight.pop(tid, None)
-            else:
-                in_flight[tid] = arg.in_flight_since
+                untold.pop(tid, None)
+            elif in_flight.get(tid) != arg.in_flight_since:  # a new check
+                in_flight[tid] = untold[tid] = arg.in_flight_since
         elif op == "forget":
             assert isinstance(arg, TargetId)
             s.forget(arg)
             pending.pop(arg, None)
             in_flight.pop(arg, None)
+            untold.pop(arg, None)
         elif op == "unscheduled":
             assert isinstance(arg, TargetId)
             s.unscheduled(arg)
             pending.pop(arg, None)
+        elif op == "started_before":
+            assert isinstance(arg, float)
+            told = s.started_before(arg)
+            assert set(told) == {t for t, since in untold.items() if since < arg}
+            sinces = [in_flight[t] for t in told]
+            assert sinces == sorted(sinces)  # oldest first
+            for t in told:
+                untold.pop(t, None)
         else:
             assert isinstance(arg, float)
             drain(arg)

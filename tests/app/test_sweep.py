@@ -86,9 +86,6 @@ def test_forget_outside_a_pass_is_harmless() -> None:
     assert passes.ended == [1.0]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a pass whose last unchecked target is forgotten stays open"
-)
 def test_forgetting_the_last_unchecked_target_ends_the_pass() -> None:
     s, passes = sweep()
     s.begin([A, B], 0.0)

@@ -128,3 +128,9 @@ def test_each_revision_keeps_the_earliest_time_told(told: list[tuple[str, float]
     assert len(memory.first_seen) == len(earliest) <= MAX_FIRST_SEEN
     times = [at for _, at in memory.first_seen]
     assert times == sorted(times)
+
+
+def test_learning_the_creation_time_or_the_count_behind_keeps_the_expedite_window() -> None:
+    t = in_flight(memory=Memory(last_fresh=OLD), expedite_until=T0 + 900)
+    created = Memory(last_fresh=replace(OLD, created_at=T0 - 600, versions_behind=3))
+    assert after_check(t, created, None, T0, CAP).expedite_until == T0 + 900
