@@ -42,11 +42,11 @@ from exporter.core.memory import Backoff
 from exporter.core.observation import Fresh, Observation, RegistryFailure
 from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
 from exporter.flux.policy import TagParsing
-from exporter.flux.targets import ErrorReason, SourceProblem, Target, TargetId
+from exporter.flux.targets import SourceProblem, Target, TargetId
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
 from exporter.kube.trigger import ObjectRef
-from exporter.model import RepositoryRef
+from exporter.model import ErrorReason, RepositoryRef
 from exporter.registry.cache import TagCache
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure, is_applied
 from exporter.flux.policy import InvalidRule, compile_rule
-from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.flux.targets import RuleKind, Target, TargetKind
 from exporter.kube.access import RegistryAccess
-from exporter.model import RepositoryRef
+from exporter.model import ErrorReason, RepositoryRef
 from exporter.registry.cache import TagCache
 from exporter.registry.errors import RegistryError, RegistryNotFound, RegistryRateLimited
 

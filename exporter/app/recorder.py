@@ -19,8 +19,9 @@ from exporter.app.actor import EventSink
 from exporter.app.state import StateStore, TargetRow
 from exporter.core.decision import Decision
 from exporter.core.observation import Fresh, NoMatch, Observation
-from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.flux.targets import RuleKind, SourceProblem, Target
 from exporter.kube.trigger import ObjectRef
+from exporter.model import ErrorReason, State
 
 log = logging.getLogger(__name__)
 BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from exporter.flux.targets import State, TargetId
+from exporter.flux.targets import TargetId
+from exporter.model import State
 
 
 @dataclass(frozen=True, slots=True)

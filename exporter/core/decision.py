@@ -49,7 +49,8 @@ from exporter.core.observation import (
 )
 from exporter.core.timestamps import format_request_token, parse_timestamp
 from exporter.flux.annotations import pattern_allows
-from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.flux.targets import RuleKind, SourceProblem, Target
+from exporter.model import ErrorReason, State
 
 _REASON_MAX = 300
 

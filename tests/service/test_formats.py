@@ -37,8 +37,9 @@ from devenv.ports import free_port, wait_for_http
 from devenv.procs import reap
 from exporter.app.exposition import Exposition
 from exporter.app.state import StateStore, TargetRow
-from exporter.flux.targets import State, TargetId, TargetKind
+from exporter.flux.targets import TargetId, TargetKind
 from exporter.metrics import Metrics
+from exporter.model import State
 from exporter.registry.cache import CacheStats
 from exporter.server import Endpoints, Format, negotiate
 

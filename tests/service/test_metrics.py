@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.exposition import Exposition
 from exporter.app.state import StateStore, TargetRow
-from exporter.flux.targets import State, TargetId, TargetKind
+from exporter.flux.targets import TargetId, TargetKind
 from exporter.metrics import CHECK_ERROR_REASONS, Metrics
+from exporter.model import State
 from exporter.registry.cache import CacheStats
 from exporter.server import Endpoints, Format
 

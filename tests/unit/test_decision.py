@@ -12,17 +12,8 @@ from exporter.core.observation import Fresh, NoMatch, RegistryFailure
 from exporter.core.timestamps import format_request_token, parse_timestamp
 from exporter.flux.annotations import Options
 from exporter.flux.revision import AppliedRevision
-from exporter.flux.targets import (
-    Access,
-    ErrorReason,
-    SourceProblem,
-    State,
-    Target,
-    TargetId,
-    TargetKind,
-    WatchRule,
-)
-from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.flux.targets import Access, SourceProblem, Target, TargetId, TargetKind, WatchRule
+from exporter.model import ErrorReason, Flavor, RepositoryRef, State, TagRule
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
