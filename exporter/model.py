@@ -224,14 +224,14 @@ class TagListing:
     """A repository's tags as last fetched.
 
     ``stale`` is true when the latest attempt failed and this is the last good answer;
-    ``error`` then names the failure's reason (one of the registry error reasons).
+    ``error`` then names the failure's reason.
     """
 
     repository: RepositoryRef
     tags: tuple[str, ...]
     fetched_at: float
     stale: bool = False
-    error: str | None = None
+    error: ErrorReason | None = None
 
 
 DEFAULT_TLS = TLSOptions()

@@ -46,7 +46,7 @@ from exporter.flux.targets import SourceProblem, Target, TargetId
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
 from exporter.kube.trigger import ObjectRef
-from exporter.model import ErrorReason, RepositoryRef
+from exporter.model import ErrorReason, EventResult, RepositoryRef
 from exporter.registry.cache import TagCache
 
 log = logging.getLogger(__name__)
@@ -268,13 +268,13 @@ class Engine:
         with self._lock:
             self._progress_at = now
 
-    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> str:
+    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> EventResult:
         """An event: expire the repositories' cached listings and make their targets due,
         at most once per repository per ``event_gap`` (later ones wait for the gap)."""
         matched = self._matching(nudge)
         if not matched:
-            return "ignored"
-        result = "accepted"
+            return EventResult.IGNORED
+        result = EventResult.ACCEPTED
         for repo, targets in matched.items():
             key = (repo.registry, repo.path)
             last = self._last_refresh.get(key)
@@ -285,7 +285,7 @@ class Engine:
                 else:  # one refresh at the gap's end for both: every namespace, the first time
                     when, earlier, at = pending
                     self._deferred[key] = (when, merged(earlier, nudge), min(at, received_at))
-                result = "coalesced"
+                result = EventResult.COALESCED
                 continue
             self._refresh(repo, targets, nudge, received_at, now)
         return result
@@ -401,7 +401,7 @@ class Engine:
                 result = self._nudge(nudge, message.received_at, now)
                 self._observer.event_received(message.source.value, result)
             if not message.nudges:
-                self._observer.event_received(message.source.value, "ignored")
+                self._observer.event_received(message.source.value, EventResult.IGNORED)
             return
         if self._repo_first.get(message.source.repository) is message.source:
             self._release(message.source.repository)
@@ -433,7 +433,7 @@ class Engine:
         except Exception:  # a bug must not stop the other targets
             log.exception("deciding on %s failed unexpectedly", source.id,
                           extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
+            self._observer.check_failed(ErrorReason.INTERNAL)
             self._set(source.id, replace(
                 t, in_flight_since=None, overdue=False, checked_at=now,
                 checked_version=t.version,
@@ -467,7 +467,7 @@ class Engine:
         except Exception:
             log.exception("recording or acting on %s failed unexpectedly", source.id,
                           extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
+            self._observer.check_failed(ErrorReason.INTERNAL)
         if event_at is not None and source.id in self._decisions:  # a patch is queued
             self._requested_after_event[source.id] = event_at
         self.checks += 1

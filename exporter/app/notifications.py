@@ -22,11 +22,12 @@ from exporter.core.hooks import HookSource, Nudge
 from exporter.core.notify import FIELD_SELECTOR, InvalidReference, notification, nudge_for
 from exporter.kube.discovery import Resource
 from exporter.kube.informer import Informer, KubeObserver
+from exporter.model import EventResult
 
 log = logging.getLogger(__name__)
 EVENTS = Resource("Event", "events.k8s.io", "v1", "events")
 Deliver = Callable[[HookSource, Sequence[Nudge], float], None]
-Count = Callable[[str, str], None]
+Count = Callable[[str, EventResult], None]
 SOURCE = HookSource.KUBERNETES
 
 
@@ -93,7 +94,7 @@ class NotificationChannel:
         try:
             found = notification(obj)
         except InvalidReference as exc:
-            self._count(SOURCE.value, "invalid")
+            self._count(SOURCE.value, EventResult.INVALID)
             log.info("notification %s/%s refused: %s", namespace,
                      meta.get("name") if isinstance(meta, dict) else "?", exc)  # fmt: skip
             return

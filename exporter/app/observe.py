@@ -33,7 +33,7 @@ def observe(
             return _semver(target, access, cache, last_known)
     except RegistryError as exc:
         wait = exc.retry_after if isinstance(exc, RegistryRateLimited) else None
-        return RegistryFailure(ErrorReason(exc.reason), str(exc), last_known, wait)
+        return RegistryFailure(exc.reason, str(exc), last_known, wait)
     raise ValueError(f"{target.id}: no registry observation for a {rule.kind} rule")
 
 
@@ -75,7 +75,7 @@ def _semver(
     )
     fresh = _with_creation(target, fresh, access, cache)
     if listing.stale or digest_stale:
-        reason = ErrorReason(listing.error) if listing.error else ErrorReason.UNAVAILABLE
+        reason = listing.error or ErrorReason.UNAVAILABLE
         return RegistryFailure(reason, "serving the last good tag list", fresh)
     return fresh
 

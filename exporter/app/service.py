@@ -35,6 +35,7 @@ from exporter.kube.informer import Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
+from exporter.model import ErrorReason
 from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
@@ -261,12 +262,12 @@ class Service:
                     self.engine.sync(self.objects())
                 except Exception:
                     log.exception("reading the watched objects failed")
-                    self.metrics.check_failed("internal")
+                    self.metrics.check_failed(ErrorReason.INTERNAL)
             try:
                 self.engine.step(1.0)
             except Exception:
                 log.exception("engine step failed")
-                self.metrics.check_failed("internal")
+                self.metrics.check_failed(ErrorReason.INTERNAL)
                 self.stopping.wait(1.0)
 
     def request_stop(self) -> None:
