@@ -33,7 +33,6 @@ CHECK_ERROR_REASONS: tuple[str, ...] = (
     "kubernetes",
     ErrorReason.INTERNAL.value,
 )
-TARGET_LABELS = ("kind", "namespace", "name")
 REQUEST_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LEAD_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)

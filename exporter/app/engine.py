@@ -527,7 +527,7 @@ class Engine:
         self._sweep = set(self._tracked)
         self._sweep_started = now
         if not self._sweep:  # nothing to check: done at once, and again at the next sync
-            self._store.pass_done(now)
+            self._store.pass_done()
             self._sweep = None
 
     def _swept(self, target_id: TargetId, now: float) -> None:
@@ -537,7 +537,7 @@ class Engine:
         if self._sweep:
             return
         first = self._store.passes == 0
-        self._store.pass_done(now)
+        self._store.pass_done()
         log.log(
             logging.INFO if first else logging.DEBUG,
             "%s full check of %d targets in %.1fs",
