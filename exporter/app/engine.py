@@ -36,9 +36,9 @@ from exporter.app.observe import observe
 from exporter.app.recorder import CheckObserver, Recorder
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.backoff import Backoff
 from exporter.core.decision import Decision, decide
 from exporter.core.hooks import HookSource, Nudge, matching, merged
-from exporter.core.memory import Backoff
 from exporter.core.observation import Fresh, Observation, RegistryFailure
 from exporter.core.plan import Tracked, needs_registry, next_due, wait_after_failure
 from exporter.flux.policy import TagParsing

@@ -25,8 +25,8 @@ from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource
-from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
 from exporter.kube.errors import KubeError, config_reason

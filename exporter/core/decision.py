@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from exporter.core.memory import DEFAULT_BACKOFF, Backoff, Memory, Request, remember
+from exporter.core.backoff import Backoff
+from exporter.core.memory import DEFAULT_BACKOFF, Memory, Request, remember
 from exporter.core.observation import (
     Fresh,
     NoMatch,

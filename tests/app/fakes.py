@@ -17,8 +17,8 @@ from typing import Any
 from exporter.app.engine import Engine, EngineConfig
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource, Nudge
-from exporter.core.memory import Backoff
 from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
