@@ -21,7 +21,7 @@ from typing import Any
 from exporter.core.hooks import HookSource, Nudge
 from exporter.core.notify import FIELD_SELECTOR, InvalidReference, notification, nudge_for
 from exporter.kube.discovery import Resource
-from exporter.kube.informer import Informer, KubeObserver
+from exporter.kube.informer import ApiListWatch, Informer, KubeObserver
 from exporter.model import EventResult
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,9 @@ class NotificationChannel:
         self._seen: set[str] = set()  # UIDs of the Events that exist (and were handled)
         self.informers = [
             Informer(
-                api,
-                EVENTS,
-                namespace,
+                ApiListWatch(api, EVENTS, namespace, field_selector=FIELD_SELECTOR),
                 self._on_event,
                 observer=observer,
-                field_selector=FIELD_SELECTOR,
                 keep=_identity,
             )
             for namespace in (namespaces or (None,))

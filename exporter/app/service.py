@@ -31,7 +31,7 @@ from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
 from exporter.kube.errors import KubeError, config_reason
 from exporter.kube.identity import identity, lease_name, lease_namespace, shard_of
-from exporter.kube.informer import Informer
+from exporter.kube.informer import ApiListWatch, Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
@@ -121,12 +121,11 @@ class Service:
         self.metrics.kube_resources(r.plural for r in self.resources.values())
         self.informers = [
             Informer(
-                self.api,
-                resource,
-                namespace,
+                ApiListWatch(
+                    self.api, resource, namespace, label_selector=settings.watch_label_selector
+                ),
                 self._on_event,
                 observer=self.metrics,
-                label_selector=settings.watch_label_selector,
             )
             for resource in self.resources.values()
             for namespace in (settings.namespaces or (None,))
