@@ -23,17 +23,19 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.model import ErrorReason, EventResult
 from exporter.registry.cache import CacheStats
 
-CHECK_ERROR_REASONS = (
-    "auth", "not_found", "rate_limited", "unavailable", "protocol", "config", "unsupported",
-    "kubernetes", "internal",
-)  # fmt: skip
-TARGET_LABELS = ("kind", "namespace", "name")
+# what a failed check is counted under, each exported from 0: its target's ErrorReason, or
+# "kubernetes", kept in the exported set (dashboards may name it) though no check reports it
+CHECK_ERROR_REASONS: tuple[str, ...] = (
+    *(r.value for r in ErrorReason if r is not ErrorReason.INTERNAL),
+    "kubernetes",
+    ErrorReason.INTERNAL.value,
+)
 REQUEST_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 LEAD_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 EVENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
-EVENT_RESULTS = ("accepted", "ignored", "coalesced", "unauthorized", "invalid")
 REGISTRY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # request results exported from 0 once a registry is first contacted: no answer ("error",
 # the registry errors alert) and rate limited (429, beside flux_oci_registry_rate_limited)
@@ -146,7 +148,7 @@ class Metrics:
     def events_enabled(self, sources: Iterable[str]) -> None:
         """Export the events counters from 0 for every source that is on."""
         for source in sources:
-            for result in EVENT_RESULTS:
+            for result in EventResult:
                 self.events_received.labels(source, result)
 
     def kube_resources(self, resources: Iterable[str]) -> None:
@@ -159,14 +161,14 @@ class Metrics:
         self.registry.register(_CacheCollector(cache_stats))
 
     # CheckObserver: push events
-    def event_received(self, source: str, result: str) -> None:
+    def event_received(self, source: str, result: EventResult) -> None:
         self.events_received.labels(source, result).inc()
 
     def event_to_request(self, seconds: float) -> None:
         self.event_to_request_seconds.observe(seconds)
 
     # CheckObserver
-    def check_failed(self, reason: str) -> None:
+    def check_failed(self, reason: ErrorReason) -> None:
         self.check_errors.labels(reason).inc()
 
     def applied(self, kind: str, after_request: float | None, after_seen: float | None) -> None:

@@ -1,8 +1,12 @@
-"""Frozen value types shared by every layer.
+"""The nouns every layer shares: frozen value types and the verdicts.
 
-Nothing here does I/O or reads the clock; times are plain floats (Unix seconds)
-handed in by the caller. Credentials never print their secrets: their ``repr``
-only shows which kind they are, so a stray log line or exception cannot leak them.
+The verdicts (``State``, ``ErrorReason``, ``EventResult``) are closed sets exported as
+metric label values, which dashboards and alerts name: adding, renaming or removing a
+member changes that contract.
+
+Nothing here does I/O or reads the clock; times are plain floats (Unix seconds) handed in
+by the caller. Credentials never print their secrets: their ``repr`` only shows which kind
+they are, so a stray log line or exception cannot leak them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,44 @@ class Flavor(StrEnum):
     # as OCI, with `_` read as `+` (source-controller convertOCIToSemVerTag)
     OCI_FLUX_2_6 = "oci-flux-2.6"  # OCI as Flux 2.6 and earlier parsed tags (strict, `v`)
     OCI_CHART_FLUX_2_6 = "oci-chart-flux-2.6"  # OCI_CHART as Flux 2.6 and earlier did
+
+
+class State(StrEnum):
+    """Where a target stands. The metric exports exactly these ten values."""
+
+    UP_TO_DATE = "up_to_date"  # Flux applied the freshest artifact
+    BEHIND = "behind"  # a fresher artifact exists and no request is outstanding for it
+    PINNED = "pinned"  # digest ref or exact chart version: nothing newer can be applied
+    SUSPENDED = "suspended"  # spec.suspend: Flux does not reconcile it
+    PENDING = "pending"  # requested; Flux has not handled the request yet
+    STUCK = "stuck"  # Flux handled the request but did not apply the artifact
+    NO_MATCH = "no_match"  # no tag satisfies the rule
+    ERROR = "error"  # the registry failed (see ErrorReason)
+    CONFIG_ERROR = "config_error"  # bad annotations or an unusable Flux spec
+    UNSUPPORTED = "unsupported"  # e.g. cloud provider workload identity
+
+
+class ErrorReason(StrEnum):
+    """Why a target is in ``error``, ``config_error`` or ``unsupported``."""
+
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    PROTOCOL = "protocol"
+    CONFIG = "config"
+    UNSUPPORTED = "unsupported"
+    INTERNAL = "internal"  # a bug of ours: logged with its traceback
+
+
+class EventResult(StrEnum):
+    """What became of a push event (``flux_oci_events_received_total{result}``)."""
+
+    ACCEPTED = "accepted"  # names watched targets: they are checked now
+    IGNORED = "ignored"  # names no watched target
+    COALESCED = "coalesced"  # names a repository refreshed moments ago: checked at the gap's end
+    UNAUTHORIZED = "unauthorized"  # without the source's secret: refused (401)
+    INVALID = "invalid"  # not the documented shape or content type: refused
 
 
 @dataclass(frozen=True)
@@ -182,14 +224,14 @@ class TagListing:
     """A repository's tags as last fetched.
 
     ``stale`` is true when the latest attempt failed and this is the last good answer;
-    ``error`` then names the failure's reason (one of the registry error reasons).
+    ``error`` then names the failure's reason.
     """
 
     repository: RepositoryRef
     tags: tuple[str, ...]
     fetched_at: float
     stale: bool = False
-    error: str | None = None
+    error: ErrorReason | None = None
 
 
 DEFAULT_TLS = TLSOptions()

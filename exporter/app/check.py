@@ -13,9 +13,9 @@ from typing import Protocol
 
 from exporter.app.observe import creation_wanted, observe
 from exporter.core.observation import Fresh, Observation, RegistryFailure
-from exporter.flux.targets import ErrorReason, Target
+from exporter.flux.targets import Target
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
-from exporter.model import RepositoryRef
+from exporter.model import ErrorReason, RepositoryRef
 from exporter.registry.cache import TagCache
 
 log = logging.getLogger(__name__)

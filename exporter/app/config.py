@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.core.memory import Backoff
+from exporter.core.backoff import Backoff
 from exporter.flux.policy import TagParsing
 
 

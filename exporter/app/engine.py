@@ -49,6 +49,7 @@ from exporter.core.observation import Observation
 from exporter.core.plan import Tracked, needs_registry
 from exporter.flux.targets import Target, TargetId
 from exporter.kube.discovery import Resource
+from exporter.model import EventResult
 from exporter.registry.cache import TagCache
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class Engine:
         self._book = Book(
             default_interval=config.default_interval,
             expedite_every=config.expedite_every,
-            pass_done=store.pass_done,
+            pass_done=lambda _ended_at: store.pass_done(),
             passes=lambda: store.passes,
         )
         self._gate = RepositoryGate()
@@ -243,7 +244,7 @@ class Engine:
                 result = self._nudge(nudge, message.received_at, now)
                 self._observer.event_received(message.source.value, result)
             if not message.nudges:
-                self._observer.event_received(message.source.value, "ignored")
+                self._observer.event_received(message.source.value, EventResult.IGNORED)
         elif isinstance(message, Created):
             if message.created is not None:
                 self._book.created(message.repository, message.digest, message.created)
@@ -265,15 +266,15 @@ class Engine:
             return
         self._finish(t, message.observation, now)
 
-    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> str:
+    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> EventResult:
         """A push event: refresh the repositories it names (see ``EventCoalescer``)."""
         matched = matching(nudge, self._book.repositories())
         if not matched:
-            return "ignored"
+            return EventResult.IGNORED
         ready, deferred = self._coalescer.offer(matched, nudge, received_at, now)
         for refresh in ready:
             self._refresh(refresh, matched[refresh.repository])
-        return "coalesced" if deferred else "accepted"
+        return EventResult.COALESCED if deferred else EventResult.ACCEPTED
 
     def _refresh(self, refresh: Refresh, targets: list[TargetId] | None = None) -> None:
         """Expire the repository's cached listing and make its targets due."""

@@ -197,7 +197,6 @@ class Exposition:
         self._rendering: Rendering | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
-        self.renders = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -223,7 +222,6 @@ class Exposition:
             rendering = self._rendered(snapshot)
         with self._lock:
             self._rendering = rendering
-            self.renders += 1
         return rendering
 
     def _run(self) -> None:

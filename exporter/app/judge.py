@@ -15,9 +15,10 @@ from exporter.app.requests import Requests
 from exporter.core.decision import decide
 from exporter.core.observation import Observation, RegistryFailure
 from exporter.core.plan import Tracked, after_check
-from exporter.flux.targets import ErrorReason, SourceProblem, Target
+from exporter.flux.targets import SourceProblem, Target
 from exporter.kube.discovery import Resource
 from exporter.kube.trigger import ObjectRef
+from exporter.model import ErrorReason
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Judge:
         except Exception:  # a bug must not stop the other targets
             log.exception("deciding on %s failed unexpectedly", source.id,
                           extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
+            self._observer.check_failed(ErrorReason.INTERNAL)
             checked = replace(t, in_flight_since=None, overdue=False, checked_at=now,
                               checked_version=t.version)  # fmt: skip
             return checked, False
@@ -64,7 +65,7 @@ class Judge:
         except Exception:
             log.exception("recording or acting on %s failed unexpectedly", source.id,
                           extra=source.id.log_fields())  # fmt: skip
-            self._observer.check_failed(ErrorReason.INTERNAL.value)
+            self._observer.check_failed(ErrorReason.INTERNAL)
             return done, True
 
     def overdue(self, t: Tracked, now: float) -> Tracked:

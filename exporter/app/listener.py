@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from exporter.core.hooks import HTTP_SOURCES, HookSource, InvalidEvent, Nudge, parse
+from exporter.model import EventResult
 from exporter.web.door import Admission, FrontDoor, Limits
 from exporter.web.wire import Head, Request, text
 
@@ -56,7 +57,7 @@ JSON_TYPES = {
     HookSource.HARBOR: ("application/json",),
 }
 Deliver = Callable[[HookSource, Sequence[Nudge], float], None]
-Count = Callable[[str, str], None]
+Count = Callable[[str, EventResult], None]
 
 
 def authorized(source: HookSource, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
@@ -133,7 +134,7 @@ class Listener:
             return self._refused(source, peer)
         media = head.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in JSON_TYPES[source]:
-            self.count(source.value, "invalid")
+            self.count(source.value, EventResult.INVALID)
             return text(415, "unsupported content type")
         return length
 
@@ -149,14 +150,14 @@ class Listener:
             nudges = parse(source, request.body, head.headers.get(_EVENT_HEADER[source], ""),
                            self.gitlab_host)  # fmt: skip
         except InvalidEvent as exc:
-            self.count(source.value, "invalid")
+            self.count(source.value, EventResult.INVALID)
             log.info("%s event refused: %s", source, exc)
             return text(400, "invalid event")
         self.deliver(source, nudges, request.received)
         return text(202, "accepted")
 
     def _refused(self, source: HookSource, peer: str) -> list[bytes]:
-        self.count(source.value, "unauthorized")
+        self.count(source.value, EventResult.UNAUTHORIZED)
         log.info("%s event refused: not authorized (from %s)", source, peer.rsplit(":", 1)[0])
         return text(401, "unauthorized")
 

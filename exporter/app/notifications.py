@@ -21,12 +21,13 @@ from typing import Any
 from exporter.core.hooks import HookSource, Nudge
 from exporter.core.notify import FIELD_SELECTOR, InvalidReference, notification, nudge_for
 from exporter.kube.discovery import Resource
-from exporter.kube.informer import Informer, KubeObserver
+from exporter.kube.informer import ApiListWatch, Informer, KubeObserver
+from exporter.model import EventResult
 
 log = logging.getLogger(__name__)
 EVENTS = Resource("Event", "events.k8s.io", "v1", "events")
 Deliver = Callable[[HookSource, Sequence[Nudge], float], None]
-Count = Callable[[str, str], None]
+Count = Callable[[str, EventResult], None]
 SOURCE = HookSource.KUBERNETES
 
 
@@ -52,12 +53,9 @@ class NotificationChannel:
         self._seen: set[str] = set()  # UIDs of the Events that exist (and were handled)
         self.informers = [
             Informer(
-                api,
-                EVENTS,
-                namespace,
+                ApiListWatch(api, EVENTS, namespace, field_selector=FIELD_SELECTOR),
                 self._on_event,
                 observer=observer,
-                field_selector=FIELD_SELECTOR,
                 keep=_identity,
             )
             for namespace in (namespaces or (None,))
@@ -93,7 +91,7 @@ class NotificationChannel:
         try:
             found = notification(obj)
         except InvalidReference as exc:
-            self._count(SOURCE.value, "invalid")
+            self._count(SOURCE.value, EventResult.INVALID)
             log.info("notification %s/%s refused: %s", namespace,
                      meta.get("name") if isinstance(meta, dict) else "?", exc)  # fmt: skip
             return

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from exporter.core.observation import Fresh, NoMatch, Observation, RegistryFailure, is_applied
 from exporter.flux.policy import InvalidRule, compile_rule
-from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.flux.targets import RuleKind, Target, TargetKind
 from exporter.kube.access import RegistryAccess
-from exporter.model import RepositoryRef
+from exporter.model import ErrorReason, RepositoryRef
 from exporter.registry.cache import TagCache
 from exporter.registry.errors import RegistryError, RegistryNotFound, RegistryRateLimited
 
@@ -33,7 +33,7 @@ def observe(
             return _semver(target, access, cache, last_known)
     except RegistryError as exc:
         wait = exc.retry_after if isinstance(exc, RegistryRateLimited) else None
-        return RegistryFailure(ErrorReason(exc.reason), str(exc), last_known, wait)
+        return RegistryFailure(exc.reason, str(exc), last_known, wait)
     raise ValueError(f"{target.id}: no registry observation for a {rule.kind} rule")
 
 
@@ -75,7 +75,7 @@ def _semver(
     )
     fresh = _with_creation(target, fresh, access, cache)
     if listing.stale or digest_stale:
-        reason = ErrorReason(listing.error) if listing.error else ErrorReason.UNAVAILABLE
+        reason = listing.error or ErrorReason.UNAVAILABLE
         return RegistryFailure(reason, "serving the last good tag list", fresh)
     return fresh
 

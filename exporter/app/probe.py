@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from exporter.flux.policy import InvalidRule, compile_rule
-from exporter.model import ANONYMOUS, Flavor, RepositoryRef, TagRule, TLSOptions
+from exporter.model import ANONYMOUS, ErrorReason, Flavor, RepositoryRef, TagRule, TLSOptions
 from exporter.registry.client import RegistryClient
 from exporter.registry.dockerconfig import DockerConfigError
 from exporter.registry.dockerconfig import parse as parse_docker_config
@@ -91,7 +91,7 @@ def probe_repository(
             )
         digest = registry.resolve_digest(repo, selected, credentials, tls) if selected else None
     except RegistryError as exc:
-        code = EXIT_INVALID if exc.reason == "config" else EXIT_REGISTRY
+        code = EXIT_INVALID if exc.reason is ErrorReason.CONFIG else EXIT_REGISTRY
         raise ProbeError(f"{repo}: {exc.reason}: {exc}", code) from None
     finally:
         if own_client:

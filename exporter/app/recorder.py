@@ -19,8 +19,9 @@ from exporter.app.actor import EventSink
 from exporter.app.state import StateStore, TargetRow
 from exporter.core.decision import Decision
 from exporter.core.observation import Fresh, NoMatch, Observation
-from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.flux.targets import RuleKind, SourceProblem, Target
 from exporter.kube.trigger import ObjectRef
+from exporter.model import ErrorReason, EventResult, State
 
 log = logging.getLogger(__name__)
 BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
@@ -30,11 +31,11 @@ MAX_REPORTED = 8  # distinct messages remembered per bad spell
 class CheckObserver(Protocol):
     """Told of every failed check and every applied request (``exporter.metrics``)."""
 
-    def check_failed(self, reason: str) -> None: ...
+    def check_failed(self, reason: ErrorReason) -> None: ...
 
     def applied(self, kind: str, after_request: float | None, after_seen: float | None) -> None: ...
 
-    def event_received(self, source: str, result: str) -> None: ...
+    def event_received(self, source: str, result: EventResult) -> None: ...
 
     def event_to_request(self, seconds: float) -> None: ...
 
@@ -57,8 +58,7 @@ class Recorder:
         """Store the target's row, count its errors, and raise an Event if it turned bad."""
         previous = self._store.row(source.id)
         if decision.state in (State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED):
-            reason = (decision.error_reason or ErrorReason.INTERNAL).value
-            self._observer.check_failed(reason)
+            self._observer.check_failed(decision.error_reason or ErrorReason.INTERNAL)
         after_request = decision.applied_after_request_seconds
         after_seen = decision.applied_after_seen_seconds
         if after_request is not None or after_seen is not None:

@@ -26,16 +26,17 @@ from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource
-from exporter.core.memory import Backoff
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
 from exporter.kube.errors import KubeError, config_reason
 from exporter.kube.identity import identity, lease_name, lease_namespace, shard_of
-from exporter.kube.informer import Informer
+from exporter.kube.informer import ApiListWatch, Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
 from exporter.metrics import Metrics
+from exporter.model import ErrorReason
 from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
@@ -121,12 +122,11 @@ class Service:
         self.metrics.kube_resources(r.plural for r in self.resources.values())
         self.informers = [
             Informer(
-                self.api,
-                resource,
-                namespace,
+                ApiListWatch(
+                    self.api, resource, namespace, label_selector=settings.watch_label_selector
+                ),
                 self._on_event,
                 observer=self.metrics,
-                label_selector=settings.watch_label_selector,
             )
             for resource in self.resources.values()
             for namespace in (settings.namespaces or (None,))
@@ -262,12 +262,12 @@ class Service:
                     self.engine.sync(self.objects())
                 except Exception:
                     log.exception("reading the watched objects failed")
-                    self.metrics.check_failed("internal")
+                    self.metrics.check_failed(ErrorReason.INTERNAL)
             try:
                 self.engine.step(1.0)
             except Exception:
                 log.exception("engine step failed")
-                self.metrics.check_failed("internal")
+                self.metrics.check_failed(ErrorReason.INTERNAL)
                 self.stopping.wait(1.0)
 
     def request_stop(self) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from exporter.flux.targets import State, TargetId
+from exporter.flux.targets import TargetId
+from exporter.model import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,7 @@ class Snapshot:
     sources: Mapping[tuple[str, str, bool], int]  # (kind, namespace, opted_in) -> count
     requests: Mapping[TargetId, int]
     request_errors: Mapping[TargetId, int]
-    ready: bool
     passes: int
-    last_pass_end: float | None = None
 
 
 @dataclass
@@ -62,9 +61,7 @@ class StateStore:
         self._rows: dict[TargetId, TargetRow] = {}
         self._sources: dict[tuple[str, str, bool], int] = {}
         self._counters = _Counters()
-        self._ready = False
         self._passes = 0
-        self._last_pass_end: float | None = None
 
     def put(self, row: TargetRow) -> None:
         with self._lock:
@@ -103,11 +100,9 @@ class StateStore:
                 self._sources = dict(counts)
                 self._bump()
 
-    def pass_done(self, now: float) -> None:
+    def pass_done(self) -> None:
         with self._lock:
-            self._ready = True
             self._passes += 1
-            self._last_pass_end = now
 
     def _bump(self) -> None:
         self._version += 1
@@ -138,9 +133,7 @@ class StateStore:
                 sources=MappingProxyType(dict(self._sources)),
                 requests=MappingProxyType(dict(self._counters.requests)),
                 request_errors=MappingProxyType(dict(self._counters.request_errors)),
-                ready=self._ready,
                 passes=self._passes,
-                last_pass_end=self._last_pass_end,
             )
 
 

@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from exporter.core.memory import DEFAULT_BACKOFF, Backoff, Memory, Request, remember
+from exporter.core.backoff import Backoff
+from exporter.core.memory import DEFAULT_BACKOFF, Memory, Request, remember
 from exporter.core.observation import (
     Fresh,
     NoMatch,
@@ -49,7 +50,8 @@ from exporter.core.observation import (
 )
 from exporter.core.timestamps import format_request_token, parse_timestamp
 from exporter.flux.annotations import pattern_allows
-from exporter.flux.targets import ErrorReason, RuleKind, SourceProblem, State, Target
+from exporter.flux.targets import RuleKind, SourceProblem, Target
+from exporter.model import ErrorReason, State
 
 _REASON_MAX = 300
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from exporter.core.backoff import Backoff
 from exporter.core.observation import Fresh, applied_key, revision_key
 from exporter.flux.targets import Target
 
@@ -40,18 +41,7 @@ class Memory:
         return next((at for rev, at in self.first_seen if rev == revision), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry delays for ``stuck`` targets, in seconds: minimum, doubling up to maximum."""
-
-    minimum: float = 60.0
-    maximum: float = 3600.0
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.maximum, self.minimum * 2.0 ** min(max(attempts - 1, 0), 64)))
-
-
-DEFAULT_BACKOFF = Backoff()
+DEFAULT_BACKOFF = Backoff(60.0, 3600.0)  # repeating a request for a ``stuck`` target
 
 
 def remember(target: Target, memory: Memory, revision: str, at: float) -> Memory:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.flux.revision import chart_version_key, format_oci_revision
-from exporter.flux.targets import ErrorReason, RuleKind, Target, TargetKind
+from exporter.flux.targets import RuleKind, Target, TargetKind
+from exporter.model import ErrorReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,11 +67,6 @@ def object_id(obj: Obj, kind: TargetKind) -> TargetId:
     )
 
 
-def integer(obj: Obj, *path: str) -> int | None:
-    value = get(obj, *path)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def slim(obj: Obj) -> dict[str, Any]:
     """The object with only what these modules read: metadata without ``managedFields``,
     the spec, and of the status the artifact's revision and time, the Ready condition,

@@ -33,15 +33,8 @@ from exporter.flux.policy import TagParsing, is_pinned_chart_version
 from exporter.flux.revision import (
     parse_chart_revision,
 )
-from exporter.flux.targets import (
-    Access,
-    ErrorReason,
-    SourceProblem,
-    Target,
-    TargetKind,
-    WatchRule,
-)
-from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.flux.targets import Access, SourceProblem, Target, TargetKind, WatchRule
+from exporter.model import ErrorReason, Flavor, RepositoryRef, TagRule
 
 _CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 

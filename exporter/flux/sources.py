@@ -36,14 +36,8 @@ from exporter.flux.revision import (
     is_tag,
     parse_oci_revision,
 )
-from exporter.flux.targets import (
-    ErrorReason,
-    SourceProblem,
-    Target,
-    TargetKind,
-    WatchRule,
-)
-from exporter.model import Flavor, TagRule
+from exporter.flux.targets import SourceProblem, Target, TargetKind, WatchRule
+from exporter.model import ErrorReason, Flavor, TagRule
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 

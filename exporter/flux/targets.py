@@ -1,8 +1,8 @@
-"""The nouns of the core loop: what is watched (:class:`Target`) and its verdict (:class:`State`).
+"""What is watched: a Flux object as a :class:`Target`, or why it cannot be one.
 
-:mod:`exporter.flux.sources` builds targets from Flux objects, :mod:`exporter.core.decision`
-judges them, and the metrics export :class:`State` and :class:`ErrorReason` values as
-label values: both are closed sets, so adding a member is an API change.
+:mod:`exporter.flux.sources` builds targets from Flux objects and
+:mod:`exporter.core.decision` judges them; the verdicts (``State``, ``ErrorReason``) are
+shared nouns of :mod:`exporter.model`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from exporter.flux.annotations import Options
 from exporter.flux.revision import AppliedRevision
-from exporter.model import RepositoryRef, TagRule
+from exporter.model import ErrorReason, RepositoryRef, TagRule
 
 
 class TargetKind(StrEnum):
@@ -21,34 +21,6 @@ class TargetKind(StrEnum):
 
     OCI_REPOSITORY = "OCIRepository"
     HELM_CHART = "HelmChart"
-
-
-class State(StrEnum):
-    """Where a target stands. The metric exports exactly these ten values."""
-
-    UP_TO_DATE = "up_to_date"  # Flux applied the freshest artifact
-    BEHIND = "behind"  # a fresher artifact exists and no request is outstanding for it
-    PINNED = "pinned"  # digest ref or exact chart version: nothing newer can be applied
-    SUSPENDED = "suspended"  # spec.suspend: Flux does not reconcile it
-    PENDING = "pending"  # requested; Flux has not handled the request yet
-    STUCK = "stuck"  # Flux handled the request but did not apply the artifact
-    NO_MATCH = "no_match"  # no tag satisfies the rule
-    ERROR = "error"  # the registry failed (see ErrorReason)
-    CONFIG_ERROR = "config_error"  # bad annotations or an unusable Flux spec
-    UNSUPPORTED = "unsupported"  # e.g. cloud provider workload identity
-
-
-class ErrorReason(StrEnum):
-    """Why a target is in ``error``, ``config_error`` or ``unsupported``."""
-
-    AUTH = "auth"
-    NOT_FOUND = "not_found"
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"
-    PROTOCOL = "protocol"
-    CONFIG = "config"
-    UNSUPPORTED = "unsupported"
-    INTERNAL = "internal"  # a bug of ours: logged with its traceback
 
 
 class RuleKind(StrEnum):

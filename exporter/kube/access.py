@@ -20,18 +20,18 @@ import binascii
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from exporter.model import ANONYMOUS, Credentials, RepositoryRef, TLSOptions
+from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef, TLSOptions
 from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge
 from exporter.registry.dockerconfig import parse as parse_docker_config
 
 
 class AccessError(Exception):
-    reason = "config"
+    reason: ClassVar[ErrorReason] = ErrorReason.CONFIG
 
 
 @dataclass(frozen=True, slots=True)

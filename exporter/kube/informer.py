@@ -3,14 +3,17 @@
 One informer thread per (resource, namespace scope) LISTs once, then WATCHes from the list's
 resourceVersion. A watch that ends (server timeout) resumes from the last resourceVersion
 seen (bookmarks keep it fresh); only a 410 Gone forces a new LIST. API errors back off
-exponentially (1 s doubling to 60 s). There are no periodic LISTs. An outage is counted
-(``kube_failed``) and logged once per symptom, whichever it shows: a failed call, a watch
-that ends well before its timeout (cut), or a 410 when the watch resumes after a cut or a
-failure (the server came back without the history in between).
+exponentially (``exporter.core.backoff``: 1 s doubling to 60 s, ±20 %). There are no
+periodic LISTs. An outage is counted (``kube_failed``) and logged once per symptom,
+whichever it shows: a failed call, a watch that ends well before its timeout (cut), or a
+410 when the watch resumes after a cut or a failure (the server came back without the
+history in between).
 
-Objects are handed on as plain dicts (the API's JSON): field paths are read only by
-``exporter.flux.sources``. kubernetes client exceptions do not leave this module: callers see
-``KubeError``.
+The two calls are a ``ListWatch`` handed to the informer: ``ApiListWatch`` makes them
+through the API server's custom objects endpoints; tests hand in their own. Objects are
+handed on as plain dicts (the API's JSON): field paths are read only by
+``exporter.flux.sources``. kubernetes client exceptions do not leave this module: callers
+see ``KubeError``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
+from exporter.core.backoff import Backoff
 from exporter.flux.fields import slim
 from exporter.kube.discovery import Resource
 from exporter.kube.errors import KubeError
@@ -38,12 +42,127 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 LIST_PAGE = 500
 WATCH_TIMEOUT_SECONDS = 290  # server-side; a new watch resumes from the last resourceVersion
 CUT_MARGIN = 10  # seconds: a watch ending sooner than its timeout less this was cut
+API_BACKOFF = Backoff(1.0, 60.0)  # after a failed call or a watch that ended at once
 
 Obj = dict[str, Any]
 _lines: Callable[[Any], Iterator[str]] = _iter_resp_lines  # the client's own line splitter
 
 
 Handler = Callable[[str, Resource, Obj], None]  # (event type, resource, object)
+
+
+class WatchStream(Protocol):
+    """One open watch: its events (``{"type": ..., "object": ...}``), in order."""
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]: ...
+
+    def abort(self) -> None:
+        """From another thread: end the blocked read now."""
+
+    def close(self) -> None:
+        """From the reading thread, once done: hand the connection back."""
+
+
+class ListWatch(Protocol):
+    """The calls an informer makes, for one resource in one scope (a namespace or all).
+
+    ``list`` returns one page of at most ``LIST_PAGE`` objects (``items``, and in
+    ``metadata`` the ``continue`` token and the ``resourceVersion``); ``watch`` streams the
+    changes after ``resource_version``. Failures raise; an ``ApiException`` with status
+    410 from ``watch`` says the version has expired.
+    """
+
+    @property
+    def resource(self) -> Resource: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+    def list(self, continue_token: str | None) -> Mapping[str, Any]: ...
+
+    def watch(self, resource_version: str) -> WatchStream: ...
+
+
+class ApiListWatch:
+    """``ListWatch`` through the API server's custom objects endpoints; selectors narrow
+    both calls (sharding by label, as Flux does; notifications by field)."""
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> None:
+        self._custom = k8s.CustomObjectsApi(api)
+        self._resource = resource
+        self._namespace = namespace
+        self._selectors = {
+            key: value
+            for key, value in (("label_selector", label_selector),
+                               ("field_selector", field_selector))
+            if value
+        }  # fmt: skip
+
+    @property
+    def resource(self) -> Resource:
+        return self._resource
+
+    @property
+    def namespace(self) -> str | None:
+        return self._namespace
+
+    def list(self, continue_token: str | None) -> Mapping[str, Any]:
+        kwargs: dict[str, Any] = {"limit": LIST_PAGE, "_request_timeout": (10, 60)}
+        if continue_token:
+            kwargs["_continue"] = continue_token
+        result: Mapping[str, Any] = self._call(**kwargs)
+        return result
+
+    def watch(self, resource_version: str) -> WatchStream:
+        return _ResponseStream(
+            self._call(
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                _preload_content=False,
+                _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
+            )
+        )
+
+    def _call(self, **kwargs: Any) -> Any:
+        r = self._resource
+        kwargs.update(self._selectors)
+        if self._namespace:
+            return self._custom.list_namespaced_custom_object(
+                r.group, r.version, self._namespace, r.plural, **kwargs
+            )
+        return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
+
+
+class _ResponseStream:
+    """A watch response read line by line; ``abort`` shuts its socket down, since closing
+    the response from another thread would wait for the reader's lock."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return _events(self._response)
+
+    def abort(self) -> None:
+        sock = getattr(getattr(self._response, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                log.debug("watch socket already closed")
+
+    def close(self) -> None:
+        self._response.release_conn()
 
 
 class KubeObserver(Protocol):
@@ -63,39 +182,36 @@ class _Unobserved:
 
 
 class Informer:
-    """Keeps an up-to-date copy of one resource's objects in one scope (a namespace or all)."""
+    """Keeps an up-to-date copy of one resource's objects in one scope (a namespace or all),
+    as ``calls`` lists and watches them."""
 
     def __init__(
         self,
-        api: k8s.ApiClient,
-        resource: Resource,
-        namespace: str | None,
+        calls: ListWatch,
         on_event: Handler,
         *,
         observer: KubeObserver | None = None,
-        backoff_max: float = 60.0,
-        label_selector: str = "",
-        field_selector: str = "",
+        backoff: Backoff = API_BACKOFF,
         keep: Callable[[Obj], Obj] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._calls = calls
         self._clock = clock
-        self._fields = field_selector
         self._keep = keep or (lambda obj: obj)  # what the copy holds of each object
-        self._custom = k8s.CustomObjectsApi(api)
-        self._selector = label_selector  # sharding: only matching objects, as Flux does
-        self.resource = resource
-        self.namespace = namespace
+        self.resource = calls.resource
+        self.namespace = calls.namespace
         self._on_event = on_event
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._observer = observer or _Unobserved()
         self._objects: dict[tuple[str, str], Obj] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._response: Any = None
+        self._stream: WatchStream | None = None
         self.synced = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, name=f"informer-{resource.plural}-{namespace or 'all'}", daemon=True
+            target=self._run,
+            name=f"informer-{self.resource.plural}-{self.namespace or 'all'}",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -107,15 +223,11 @@ class Informer:
         self._thread.join(timeout=timeout)
 
     def signal_stop(self) -> None:
-        """Ask the thread to end, without waiting. The blocked read is woken by shutting the
-        socket down: closing the response from this thread would wait for the reader's lock."""
+        """Ask the thread to end, without waiting: the blocked read of the watch is aborted."""
         self._stop.set()
-        sock = getattr(getattr(self._response, "connection", None), "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                log.debug("watch socket already closed")
+        stream = self._stream
+        if stream is not None:
+            stream.abort()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout=max(0.0, timeout))
@@ -127,7 +239,7 @@ class Informer:
     # -- the loop ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = 1.0
+        failures = 0  # in a row: failed calls and watches that ended at once
         resource_version: str | None = None
         interrupted = False  # since the last LIST or full-length watch: a cut or a failure
         while not self._stop.is_set():
@@ -147,13 +259,13 @@ class Informer:
                     log.warning("watch of %s was cut after %.0fs; resuming", self._what(), lasted)
                     interrupted = True
                     if lasted < 1.0:  # ended at once: resume with back-off, not in a loop
-                        self._stop.wait(delay * random.uniform(0.8, 1.2))
-                        delay = min(delay * 2, self._backoff_max)
+                        failures += 1
+                        self._stop.wait(self._backoff.delay(failures) * random.uniform(0.8, 1.2))
                     else:
-                        delay = 1.0
+                        failures = 0
                 else:
                     interrupted = False
-                    delay = 1.0
+                    failures = 0
             except _Gone:
                 if interrupted:  # the server came back without the history we missed
                     self._observer.kube_failed(self.resource.plural)
@@ -166,25 +278,14 @@ class Informer:
                 if self._stop.is_set():
                     return
                 interrupted = True
+                failures += 1
+                delay = self._backoff.delay(failures)
                 self._observer.kube_failed(self.resource.plural)
                 log.warning("%s failed: %s; retrying in %.0fs", self._what(), _describe(exc), delay)
                 self._stop.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self._backoff_max)
 
     def _what(self) -> str:
         return f"{self.resource.plural} in {self.namespace or 'all namespaces'}"
-
-    def _call(self, **kwargs: Any) -> Any:
-        r = self.resource
-        if self._selector:
-            kwargs["label_selector"] = self._selector
-        if self._fields:
-            kwargs["field_selector"] = self._fields
-        if self.namespace:
-            return self._custom.list_namespaced_custom_object(
-                r.group, r.version, self.namespace, r.plural, **kwargs
-            )
-        return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
 
     def _list(self) -> str:
         """LIST in pages of ``LIST_PAGE`` (as client-go's reflector does): ten thousand
@@ -193,10 +294,7 @@ class Informer:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "_request_timeout": (10, 60)}
-            if token:
-                kwargs["_continue"] = token
-            result = self._call(**kwargs)
+            result = self._calls.list(token)
             items.extend(_slim(o) for o in result.get("items") or [])
             meta = result.get("metadata") or {}
             token = meta.get("continue") or None
@@ -216,27 +314,20 @@ class Informer:
 
     def _watch(self, resource_version: str) -> str:
         try:
-            resp = self._call(
-                watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                _preload_content=False,
-                _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
-            )
+            stream = self._calls.watch(resource_version)
         except ApiException as exc:
             if exc.status == 410:  # some servers refuse an expired version before streaming
                 raise _Gone() from None
             raise
-        self._response = resp
+        self._stream = stream
         try:
-            for event in _events(resp):
+            for event in stream:
                 if self._stop.is_set():
                     break
                 resource_version = self._apply(event, resource_version)
         finally:
-            self._response = None
-            resp.release_conn()
+            self._stream = None
+            stream.close()
         return resource_version
 
     def _apply(self, event: Mapping[str, Any], resource_version: str) -> str:

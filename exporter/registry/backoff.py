@@ -1,15 +1,15 @@
 """How hard to push on a registry that is failing: retry delays and the auth-failure breaker.
 
-Retries use exponential backoff with full jitter (a fleet of exporters restarted together
-must not retry in lock-step); a ``Retry-After`` header wins but is capped, so one hostile
-answer cannot park a worker for hours. The breaker exists because registries punish
-failed logins: GitLab.com bans an IP for 15 minutes after 300 failed authentications in
-a minute, so after a few auth failures we stop asking for a cool-down period. Its keys are
-chosen by the session: (registry, credentials) for credentials refused as such (a bad
-password at the token service, a password or registry token the registry refuses),
-(registry, credentials, repository) for a repository those credentials may not read, so
-one tenant's denied repositories never silence another's. Clocks and randomness are
-injected.
+Retries use exponential backoff (``exporter.core.backoff``) with full jitter (a fleet of
+exporters restarted together must not retry in lock-step); a ``Retry-After`` header wins
+but is capped, so one hostile answer cannot park a worker for hours. The breaker exists
+because registries punish failed logins: GitLab.com bans an IP for 15 minutes after 300
+failed authentications in a minute, so after a few auth failures we stop asking for a
+cool-down period. Its keys are chosen by the session: (registry, credentials) for
+credentials refused as such (a bad password at the token service, a password or registry
+token the registry refuses), (registry, credentials, repository) for a repository those
+credentials may not read, so one tenant's denied repositories never silence another's.
+Clocks and randomness are injected.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+
+from exporter.core.backoff import Backoff
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)] for attempt 0, 1, ..."""
-        return self.rng() * min(self.max_delay, self.base_delay * 2.0**attempt)
+        return self.rng() * Backoff(self.base_delay, self.max_delay).delay(attempt + 1)
 
     def after_429(self, retry_after: float | None, attempt: int) -> float:
         if retry_after is None:

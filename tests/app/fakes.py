@@ -18,8 +18,8 @@ from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
 from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
+from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource, Nudge
-from exporter.core.memory import Backoff
 from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource

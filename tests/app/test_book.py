@@ -13,15 +13,13 @@ from exporter.core.plan import Tracked
 from exporter.flux.annotations import Options
 from exporter.flux.targets import (
     Access,
-    ErrorReason,
     SourceProblem,
-    State,
     Target,
     TargetId,
     TargetKind,
     WatchRule,
 )
-from exporter.model import RepositoryRef, TagRule
+from exporter.model import ErrorReason, RepositoryRef, State, TagRule
 
 HOST = "registry.example"
 APP = RepositoryRef(HOST, "team/app")

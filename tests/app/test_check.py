@@ -11,12 +11,13 @@ from exporter.app.check import AccessSource, Checker, Creation
 from exporter.core.observation import Fresh, RegistryFailure
 from exporter.flux.annotations import Options
 from exporter.flux.revision import AppliedRevision
-from exporter.flux.targets import Access, ErrorReason, Target, TargetId, TargetKind, WatchRule
+from exporter.flux.targets import Access, Target, TargetId, TargetKind, WatchRule
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
 from exporter.model import (
     ANONYMOUS,
     DEFAULT_TLS,
     Credentials,
+    ErrorReason,
     RepositoryRef,
     TagRule,
     TLSOptions,

@@ -1,20 +1,26 @@
-"""The informer's event handling without a server: ADDED/MODIFIED/DELETED, BOOKMARK,
-ERROR (410 and others), a 410 on the watch call, relist and back-off accounting."""
+"""The informer's event handling without a server, through its public methods and the
+calls handed to it: ADDED/MODIFIED/DELETED, BOOKMARK, ERROR (410 and others), a 410 on the
+watch call, relist and back-off accounting."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from exporter.core.backoff import Backoff
 from exporter.kube.discovery import Resource
-from exporter.kube.errors import KubeError
-from exporter.kube.informer import Informer, _Gone
+from exporter.kube.informer import API_BACKOFF, Informer, KubeObserver, ListWatch
 
 OCI = Resource("OCIRepository", "source.toolkit.fluxcd.io", "v1", "ocirepositories")
+QUICK = Backoff(0.01, 0.01)
+
+Page = Mapping[str, Any]
+Events = Iterable[Mapping[str, Any]]
 
 
 def obj(name: str, rv: str, **annotations: str) -> dict[str, Any]:
@@ -29,6 +35,58 @@ def obj(name: str, rv: str, **annotations: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def page(rv: str, *items: dict[str, Any]) -> Page:
+    return {"items": list(items), "metadata": {"resourceVersion": rv}}
+
+
+class Stream:
+    def __init__(self, events: Events) -> None:
+        self._events = events
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self._events)
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Calls:
+    """The API server's side: each LIST and WATCH is answered by the test's functions and
+    recorded (``calls``; ``versions``: the resourceVersion each watch starts from). A watch
+    answered None ends the test: the informer is asked to stop, and that watch is empty."""
+
+    def __init__(
+        self, lists: Callable[[int], Page], watches: Callable[[int], Events | None]
+    ) -> None:
+        self.resource = OCI
+        self.namespace: str | None = None
+        self._lists = lists
+        self._watches = watches
+        self.calls: list[str] = []
+        self.versions: list[str] = []
+        self.ended = threading.Event()
+        self.stop: Callable[[], None] = lambda: None
+
+    def end(self) -> None:
+        self.stop()
+        self.ended.set()
+
+    def list(self, continue_token: str | None) -> Page:
+        self.calls.append("list")
+        return self._lists(self.calls.count("list"))
+
+    def watch(self, resource_version: str) -> Stream:
+        self.calls.append("watch")
+        self.versions.append(resource_version)
+        events = self._watches(self.calls.count("watch"))
+        if events is None:
+            self.end()
+        return Stream(events or [])
+
+
 class Observer:
     def __init__(self) -> None:
         self.lists = 0
@@ -41,24 +99,61 @@ class Observer:
         self.failures += 1
 
 
-def informer(events: list[tuple[str, str]], observer: Observer | None = None) -> Informer:
-    return Informer(
-        k8s.ApiClient(),
-        OCI,
-        None,
-        lambda kind, _resource, o: events.append((kind, o["metadata"]["name"])),
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def informer(
+    calls: Calls,
+    events: list[tuple[str, str]] | None = None,
+    observer: KubeObserver | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    backoff: Backoff = QUICK,
+) -> Informer:
+    seen = events if events is not None else []
+    source: ListWatch = calls
+    inf = Informer(
+        source,
+        lambda kind, _resource, o: seen.append((kind, o["metadata"]["name"])),
         observer=observer,
+        clock=clock,
+        backoff=backoff,
     )
+    calls.stop = inf.signal_stop
+    return inf
+
+
+def run(inf: Informer, calls: Calls) -> None:
+    """Start the informer; once the calls have ended the test, wait for its thread."""
+    inf.start()
+    try:
+        assert calls.ended.wait(10)
+    finally:
+        inf.stop(5)
 
 
 def test_events_update_the_copy_and_reach_the_handler() -> None:
     events: list[tuple[str, str]] = []
-    inf = informer(events)
-    rv = inf._apply({"type": "ADDED", "object": obj("a", "5")}, "1")
-    rv = inf._apply({"type": "MODIFIED", "object": obj("a", "6", x="1")}, rv)
-    rv = inf._apply({"type": "ADDED", "object": obj("b", "7")}, rv)
-    rv = inf._apply({"type": "DELETED", "object": obj("b", "8")}, rv)
-    assert rv == "8"
+    clock = Clock()
+    stream = [
+        {"type": "ADDED", "object": obj("a", "5")},
+        {"type": "MODIFIED", "object": obj("a", "6", x="1")},
+        {"type": "ADDED", "object": obj("b", "7")},
+        {"type": "DELETED", "object": obj("b", "8")},
+    ]
+
+    def watches(n: int) -> Events | None:
+        clock.now += 290  # a full-length watch, ended by the server's timeout
+        return stream if n == 1 else None
+
+    calls = Calls(lambda _: page("1"), watches)
+    inf = informer(calls, events, clock=clock)
+    run(inf, calls)
+    assert calls.versions == ["1", "8"]  # the next watch resumes after the last event
     assert events == [("ADDED", "a"), ("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "b")]
     (kept,) = inf.objects()
     assert kept["metadata"]["annotations"] == {"x": "1"}  # kubectl's copy dropped
@@ -67,50 +162,61 @@ def test_events_update_the_copy_and_reach_the_handler() -> None:
 
 def test_a_bookmark_moves_the_resource_version_only() -> None:
     events: list[tuple[str, str]] = []
-    inf = informer(events)
+    clock = Clock()
     bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "42"}}}
-    assert inf._apply(bookmark, "1") == "42"
+
+    def watches(n: int) -> Events | None:
+        clock.now += 290
+        return [bookmark] if n == 1 else None
+
+    calls = Calls(lambda _: page("1"), watches)
+    inf = informer(calls, events, clock=clock)
+    run(inf, calls)
+    assert calls.versions == ["1", "42"]
     assert events == [] and inf.objects() == []
 
 
-def test_errors_in_the_stream() -> None:
-    inf = informer([])
-    with pytest.raises(_Gone):
-        inf._apply({"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}, "1")
-    with pytest.raises(KubeError, match="Forbidden"):
-        inf._apply({"type": "ERROR", "object": {"code": 403, "reason": "Forbidden"}}, "1")
+def test_errors_in_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    """An ERROR event with code 410 expires the version: listed again, no failure. Any
+    other ERROR event fails the watch: counted, logged with its reason, watched again."""
+    observer = Observer()
+
+    def watches(n: int) -> Events | None:
+        if n == 1:
+            return [{"type": "ERROR", "object": {"code": 410, "reason": "Expired"}}]
+        if n == 2:
+            return [{"type": "ERROR", "object": {"code": 403, "reason": "Forbidden"}}]
+        return None
+
+    calls = Calls(lambda n: page(str(n)), watches)
+    caplog.set_level("INFO", logger="exporter.kube.informer")
+    run(informer(calls, observer=observer), calls)
+    assert calls.calls == ["list", "watch", "list", "watch", "watch"]
+    assert calls.versions == ["1", "2", "2"]
+    assert observer.lists == 2 and observer.failures == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "KubeError: watch error: Forbidden" in warnings[0]
 
 
 def test_a_410_on_the_watch_call_lists_again_and_a_failure_backs_off() -> None:
     events: list[tuple[str, str]] = []
     observer = Observer()
-    inf = informer(events, observer)
-    calls: list[str] = []
-    done = threading.Event()
 
-    def call(**kwargs: Any) -> Any:
-        if not kwargs.get("watch"):
-            calls.append("list")
-            n = len([c for c in calls if c == "list"])
-            items = [obj("a", "1")] if n == 1 else [obj("c", "9")]
-            return {"items": items, "metadata": {"resourceVersion": str(n)}}
-        calls.append("watch")
-        watches = calls.count("watch")
-        if watches == 1:
+    def lists(n: int) -> Page:
+        return page(str(n), obj("a", "1") if n == 1 else obj("c", "9"))
+
+    def watches(n: int) -> Events | None:
+        if n == 1:
             raise ApiException(status=410, reason="Gone")
-        if watches == 2:
+        if n == 2:
             raise ApiException(status=503, reason="Service Unavailable")
-        done.set()
-        inf._stop.set()
+        calls.end()  # a failure while stopping is not one
         raise ApiException(status=500)
 
-    inf._call = call  # type: ignore[method-assign]
-    inf._backoff_max = 0.01
-    thread = threading.Thread(target=inf._run, daemon=True)
-    thread.start()
-    assert done.wait(10)
-    thread.join(5)
-    assert calls[:3] == ["list", "watch", "list"]
+    calls = Calls(lists, watches)
+    inf = informer(calls, events, observer)
+    run(inf, calls)
+    assert calls.calls[:3] == ["list", "watch", "list"]
     assert observer.lists == 2 and observer.failures == 1
     assert [o["metadata"]["name"] for o in inf.objects()] == ["c"]
     assert ("DELETED", "a") in events and ("ADDED", "c") in events
@@ -123,32 +229,22 @@ def test_a_cut_watch_and_a_410_after_it_are_counted_and_logged(
     """An API server that goes away ends the watch early, with no error; when it comes back
     its watch cache has forgotten the resourceVersion: both are the outage, both counted."""
     observer = Observer()
-    now = [0.0]
-    inf = Informer(k8s.ApiClient(), OCI, None, lambda *_: None, observer=observer,
-                   clock=lambda: now[0])  # fmt: skip
-    watches: list[str] = []
+    clock = Clock()
 
-    def call(**kwargs: Any) -> Any:
-        return {"items": [obj("a", "1")], "metadata": {"resourceVersion": "1"}}
+    def watches(n: int) -> Events | None:
+        if n == 1:
+            clock.now += 290  # a full-length watch, ended by the server's timeout
+            return []
+        if n == 2:
+            clock.now += 3  # cut after 3 s
+            return []
+        if n == 3:
+            raise ApiException(status=410, reason="Gone")
+        return None
 
-    def watch(resource_version: str) -> str:
-        rv = resource_version
-        watches.append(rv)
-        if len(watches) == 1:
-            now[0] += 290  # a full-length watch, ended by the server's timeout
-            return rv
-        if len(watches) == 2:
-            now[0] += 3  # cut after 3 s
-            return rv
-        if len(watches) == 3:
-            raise _Gone()
-        inf._stop.set()
-        return rv
-
-    inf._call = call  # type: ignore[method-assign]
-    inf._watch = watch  # type: ignore[method-assign]
+    calls = Calls(lambda _: page("1", obj("a", "1")), watches)
     caplog.set_level("INFO", logger="exporter.kube.informer")
-    inf._run()
+    run(informer(calls, observer=observer, clock=clock), calls)
     assert observer.failures == 2 and observer.lists == 2
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert lines == [
@@ -156,3 +252,21 @@ def test_a_cut_watch_and_a_410_after_it_are_counted_and_logged(
         "watch of ocirepositories in all namespaces resumed after an interruption but "
         "expired (410); listing again",
     ]
+
+
+def test_a_watch_that_ends_at_once_is_resumed_after_a_back_off() -> None:
+    observer = Observer()
+    started: list[float] = []
+
+    def watches(n: int) -> Events | None:
+        started.append(time.monotonic())
+        return [] if n == 1 else None  # at once: the fake clock never moves
+
+    calls = Calls(lambda _: page("1"), watches)
+    run(informer(calls, observer=observer, clock=Clock(), backoff=Backoff(0.2, 0.2)), calls)
+    assert observer.failures == 1  # the cut, counted
+    assert started[1] - started[0] >= 0.2 * 0.8  # the back-off, less its jitter
+
+
+def test_failed_calls_back_off_from_one_second_doubling_to_a_minute() -> None:
+    assert [API_BACKOFF.delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from exporter.metrics import CHECK_ERROR_REASONS
+
 JOB = "flux-oci-trigger"
 TARGET = ("kind", "namespace", "name")
-CHECK_ERROR_REASONS = (
-    "auth", "not_found", "rate_limited", "unavailable", "protocol", "config", "unsupported",
-    "kubernetes", "internal",
-)  # fmt: skip
 
 CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux_oci_sources": ("gauge", ("kind", "namespace", "opted_in", "shard")),

@@ -37,8 +37,9 @@ from devenv.ports import free_port, wait_for_http
 from devenv.procs import reap
 from exporter.app.exposition import Exposition
 from exporter.app.state import StateStore, TargetRow
-from exporter.flux.targets import State, TargetId, TargetKind
+from exporter.flux.targets import TargetId, TargetKind
 from exporter.metrics import Metrics
+from exporter.model import ErrorReason, State
 from exporter.registry.cache import CacheStats
 from exporter.server import Endpoints, Format, negotiate
 
@@ -90,7 +91,7 @@ def metrics() -> Metrics:
     metrics = Metrics()
     metrics.attach(lambda: CacheStats(requests=3, hits=2, fetches=1))
     metrics.request("registry.example", "200", 0.1)
-    metrics.check_failed("auth")
+    metrics.check_failed(ErrorReason.AUTH)
     metrics.request_to_applied.labels("OCIRepository").observe(4.0)
     return metrics
 

@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.exposition import Exposition
 from exporter.app.state import StateStore, TargetRow
-from exporter.flux.targets import State, TargetId, TargetKind
+from exporter.flux.targets import TargetId, TargetKind
 from exporter.metrics import CHECK_ERROR_REASONS, Metrics
+from exporter.model import ErrorReason, EventResult, State
 from exporter.registry.cache import CacheStats
 from exporter.server import Endpoints, Format
 
@@ -126,6 +127,29 @@ def test_label_values_are_escaped() -> None:
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     (info,) = families["flux_oci_target_info"].samples
     assert info.labels["rule"] == 'semver >=1 filter ^v\\d+"x"\n'
+
+
+def test_verdicts_export_the_label_values_dashboards_and_alerts_name() -> None:
+    """The enums are the label values of the contract: a renamed member would break it."""
+    assert [s.value for s in State] == [
+        "up_to_date", "behind", "pinned", "suspended", "pending", "stuck", "no_match", "error",
+        "config_error", "unsupported",
+    ]  # fmt: skip
+    assert CHECK_ERROR_REASONS == (
+        "auth", "not_found", "rate_limited", "unavailable", "protocol", "config", "unsupported",
+        "kubernetes", "internal",
+    )  # fmt: skip
+    assert [r.value for r in EventResult] == [
+        "accepted", "ignored", "coalesced", "unauthorized", "invalid",
+    ]  # fmt: skip
+    metrics = Metrics()
+    metrics.events_enabled(["distribution"])
+    metrics.check_failed(ErrorReason.AUTH)
+    metrics.event_received("distribution", EventResult.COALESCED)
+    get = metrics.registry.get_sample_value
+    assert get("flux_oci_check_errors_total", {"reason": "auth"}) == 1
+    results = {"source": "distribution", "result": "coalesced"}
+    assert get("flux_oci_events_received_total", results) == 1
 
 
 def test_registry_observer_counts(setup: tuple[Metrics, StateStore]) -> None:

@@ -7,22 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.core.decision import Decision, Hold, decide
-from exporter.core.memory import Backoff, Memory, Request
+from exporter.core.memory import Memory, Request
 from exporter.core.observation import Fresh, NoMatch, RegistryFailure
 from exporter.core.timestamps import format_request_token, parse_timestamp
 from exporter.flux.annotations import Options
 from exporter.flux.revision import AppliedRevision
-from exporter.flux.targets import (
-    Access,
-    ErrorReason,
-    SourceProblem,
-    State,
-    Target,
-    TargetId,
-    TargetKind,
-    WatchRule,
-)
-from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.flux.targets import Access, SourceProblem, Target, TargetId, TargetKind, WatchRule
+from exporter.model import ErrorReason, Flavor, RepositoryRef, State, TagRule
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -314,12 +305,6 @@ def test_helm_tag_pattern_sees_the_chart_version() -> None:
     target = chart("6.5.0", options=Options(interval=60, tag_pattern=r"\+build"))
     fresh = Fresh("6.5.1_build.2", chart_version="6.5.1+build.2")
     assert decide(target, fresh, EMPTY, T0).should_request
-
-
-def test_backoff_delays() -> None:
-    backoff = Backoff(10, 100)
-    assert [backoff.delay(n) for n in range(1, 7)] == [10, 20, 40, 80, 100, 100]
-    assert backoff.delay(10_000) == 100
 
 
 @pytest.mark.parametrize(

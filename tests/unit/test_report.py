@@ -6,7 +6,8 @@ import json
 
 from exporter.app.report import render_json, render_table
 from exporter.app.state import TargetRow
-from exporter.flux.targets import State, TargetId, TargetKind
+from exporter.flux.targets import TargetId, TargetKind
+from exporter.model import State
 
 DIGEST = "sha256:" + "ab" * 32
 ROWS = (

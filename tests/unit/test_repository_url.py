@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from exporter.flux.annotations import DEFAULT_PREFIX
 from exporter.flux.helm_sources import helm_repository_info
 from exporter.flux.sources import oci_repository_target
-from exporter.flux.targets import ErrorReason, SourceProblem, Target
-from exporter.model import RepositoryRef
+from exporter.flux.targets import SourceProblem, Target
+from exporter.model import ErrorReason, RepositoryRef
 
 SECRET = "s3cr3t-Pa55"
 

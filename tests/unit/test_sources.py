@@ -18,7 +18,6 @@ from exporter.flux.revision import AppliedRevision
 from exporter.flux.sources import HELM_CHART_LAYER, is_oci_source, oci_repository_target
 from exporter.flux.targets import (
     Access,
-    ErrorReason,
     RuleKind,
     SourceProblem,
     Target,
@@ -26,7 +25,7 @@ from exporter.flux.targets import (
     TargetKind,
     WatchRule,
 )
-from exporter.model import Flavor, RepositoryRef, TagRule
+from exporter.model import ErrorReason, Flavor, RepositoryRef, TagRule
 
 P = DEFAULT_PREFIX
 DIGEST = "sha256:" + "ab" * 32
