@@ -41,7 +41,7 @@ BODY = json.dumps(
 ).encode()
 CHILD = """
 import sys, threading
-from exporter.app.listener import Listener
+from exporter.web.listener import Listener
 from exporter.core.hooks import HookSource
 count = [0]
 def deliver(source, nudges, at):

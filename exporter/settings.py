@@ -4,7 +4,7 @@ Each setting is declared once, as a field of :class:`Settings`: its type, its de
 its :class:`Kind` (how text becomes the value and how ``--help`` writes it), the line
 ``--help`` shows and, in the field's docstring, what it means. The rest follows from the
 declaration: the variable ``FLUX_OCI_TRIGGER_<NAME>``, the flag ``--<name>`` (or the one
-declared), :data:`SETTINGS` (which ``exporter.options`` turns into click options) and
+declared), :data:`SETTINGS` (which ``exporter.cli.options`` turns into click options) and
 :func:`from_sources`; so a flag, its variable, its help and its default cannot disagree.
 
 Sources, highest first: command-line flags, ``FLUX_OCI_TRIGGER_<FIELD>`` environment

@@ -42,7 +42,6 @@ from exporter.app.judge import Judge
 from exporter.app.messages import Created, Delivery, Lead, Message, Observed
 from exporter.app.recorder import NO_EVENTS, CheckObserver, Recorder
 from exporter.app.requests import Requests
-from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.hooks import HookSource, Nudge, matching
 from exporter.core.observation import Observation
@@ -51,6 +50,7 @@ from exporter.flux.targets import Target, TargetId
 from exporter.kube.discovery import Resource
 from exporter.model import EventResult
 from exporter.registry.cache import TagCache
+from exporter.state import StateStore
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]

@@ -16,12 +16,12 @@ import logging
 from typing import Protocol
 
 from exporter.app.actor import EventSink
-from exporter.app.state import StateStore, TargetRow
 from exporter.core.decision import Decision
 from exporter.core.observation import Fresh, NoMatch, Observation
 from exporter.flux.targets import RuleKind, SourceProblem, Target
 from exporter.kube.trigger import ObjectRef
 from exporter.model import ErrorReason, EventResult, State
+from exporter.state import StateStore, TargetRow
 
 log = logging.getLogger(__name__)
 BAD = {State.ERROR, State.CONFIG_ERROR, State.UNSUPPORTED, State.STUCK, State.NO_MATCH}
@@ -29,7 +29,7 @@ MAX_REPORTED = 8  # distinct messages remembered per bad spell
 
 
 class CheckObserver(Protocol):
-    """Told of every failed check and every applied request (``exporter.metrics``)."""
+    """Told of every failed check and every applied request (``exporter.metrics.instruments``)."""
 
     def check_failed(self, reason: ErrorReason) -> None: ...
 

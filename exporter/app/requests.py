@@ -14,12 +14,12 @@ from dataclasses import replace
 
 from exporter.app.actor import Actor, Patch, Patched
 from exporter.app.recorder import CheckObserver
-from exporter.app.state import StateStore
 from exporter.core.backoff import Backoff
 from exporter.core.decision import Decision
 from exporter.core.plan import Tracked
 from exporter.flux.targets import Target
 from exporter.kube.trigger import ObjectRef
+from exporter.state import StateStore
 
 log = logging.getLogger(__name__)
 

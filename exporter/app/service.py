@@ -20,11 +20,8 @@ from kubernetes import config as k8s_config
 
 from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
-from exporter.app.exposition import Exposition
-from exporter.app.listener import Listener
 from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
-from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource
@@ -35,13 +32,16 @@ from exporter.kube.identity import identity, lease_name, lease_namespace, shard_
 from exporter.kube.informer import ApiListWatch, Informer
 from exporter.kube.leader import Leadership
 from exporter.kube.trigger import Trigger
-from exporter.metrics import Metrics
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.instruments import Metrics
 from exporter.model import ErrorReason
 from exporter.registry.backoff import RetryPolicy
 from exporter.registry.cache import TagCache
 from exporter.registry.client import RegistryClient
-from exporter.server import Endpoints
 from exporter.settings import Address, Settings
+from exporter.state import StateStore
+from exporter.web.endpoints import Endpoints
+from exporter.web.listener import Listener
 
 log = logging.getLogger(__name__)
 _from_file: Any = k8s_config.new_client_from_config

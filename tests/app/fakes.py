@@ -16,7 +16,6 @@ from typing import Any
 
 from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
-from exporter.app.state import StateStore
 from exporter.app.workers import HostWorkers
 from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource, Nudge
@@ -24,10 +23,11 @@ from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
 from exporter.kube.trigger import ObjectRef, PatchError
-from exporter.metrics import Metrics
+from exporter.metrics.instruments import Metrics
 from exporter.model import ANONYMOUS, DEFAULT_TLS, Credentials, RepositoryRef, TLSOptions
 from exporter.registry.cache import TagCache
 from exporter.registry.errors import RegistryError
+from exporter.state import StateStore
 
 DIGEST = "sha256:" + "d" * 64
 SOURCE = "source.toolkit.fluxcd.io"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from exporter.app.listener import Listener
 from exporter.core.hooks import HookSource, Nudge
+from exporter.web.listener import Listener
 from tests.app.fakes import Sink
 from tests.fixtures import hooks as fx
 

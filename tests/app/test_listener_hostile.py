@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.app.listener import LIMITS, Listener
 from exporter.core.hooks import HookSource, Nudge
+from exporter.web.listener import LIMITS, Listener
 from tests.app.fakes import Sink
 from tests.fixtures import hooks as fx
 

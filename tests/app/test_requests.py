@@ -10,7 +10,6 @@ import pytest
 
 from exporter.app.actor import Actor, Patch, Patched
 from exporter.app.requests import Requests
-from exporter.app.state import StateStore
 from exporter.core.backoff import Backoff
 from exporter.core.decision import Decision
 from exporter.core.memory import Memory, Request
@@ -20,6 +19,7 @@ from exporter.flux.revision import AppliedRevision
 from exporter.flux.targets import Access, Target, TargetId, TargetKind, WatchRule
 from exporter.kube.trigger import ObjectRef
 from exporter.model import RepositoryRef, State, TagRule
+from exporter.state import StateStore
 from tests.app.fakes import DIGEST, RESOURCES
 
 T0 = 1_800_000_000.0

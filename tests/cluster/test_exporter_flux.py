@@ -14,7 +14,7 @@ from kubernetes import client
 from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
-from exporter.server import LIVE_TTL
+from exporter.web.endpoints import LIVE_TTL
 from tests.cluster.conftest import running_exporter
 from tests.scrape import sample, wait
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exporter.metrics import CHECK_ERROR_REASONS
+from exporter.metrics.instruments import CHECK_ERROR_REASONS
 
 JOB = "flux-oci-trigger"
 TARGET = ("kind", "namespace", "name")

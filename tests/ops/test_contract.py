@@ -13,11 +13,11 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app.exposition import Exposition
-from exporter.app.state import StateStore
-from exporter.metrics import Metrics
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.instruments import Metrics
 from exporter.registry.cache import CacheStats
-from exporter.server import Endpoints, Format
+from exporter.state import StateStore
+from exporter.web.endpoints import Endpoints, Format
 from tests.ops.exposition import CONTRACT
 
 PARSERS: dict[Format, Callable[[str], Iterable[Metric]]] = {

@@ -109,7 +109,7 @@ def test_build_context_holds_what_the_build_copies_and_nothing_secret() -> None:
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not _ignored(source.rstrip("/")), source
-    assert not _ignored("exporter/cli.py")
+    assert not _ignored("exporter/cli/main.py")
     for private in (".git/config", ".venv/bin/python", "tests/ops/conftest.py",
                     "exporter/__pycache__/cli.cpython-311.pyc", ".dev-env/kubeconfig"):  # fmt: skip
         assert _ignored(private), private

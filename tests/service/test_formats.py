@@ -35,13 +35,13 @@ from prometheus_client.samples import Sample
 
 from devenv.ports import free_port, wait_for_http
 from devenv.procs import reap
-from exporter.app.exposition import Exposition
-from exporter.app.state import StateStore, TargetRow
 from exporter.flux.targets import TargetId, TargetKind
-from exporter.metrics import Metrics
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.instruments import Metrics
 from exporter.model import ErrorReason, State
 from exporter.registry.cache import CacheStats
-from exporter.server import Endpoints, Format, negotiate
+from exporter.state import StateStore, TargetRow
+from exporter.web.endpoints import Endpoints, Format, negotiate
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 # what Prometheus 2.x sends

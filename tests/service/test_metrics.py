@@ -11,13 +11,13 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app.exposition import Exposition
-from exporter.app.state import StateStore, TargetRow
 from exporter.flux.targets import TargetId, TargetKind
-from exporter.metrics import CHECK_ERROR_REASONS, Metrics
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.instruments import CHECK_ERROR_REASONS, Metrics
 from exporter.model import ErrorReason, EventResult, State
 from exporter.registry.cache import CacheStats
-from exporter.server import Endpoints, Format
+from exporter.state import StateStore, TargetRow
+from exporter.web.endpoints import Endpoints, Format
 
 APP = TargetId(TargetKind.OCI_REPOSITORY, "team-a", "app")
 CHART = TargetId(TargetKind.HELM_CHART, "team-b", "team-b-web")

@@ -20,13 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.ports import free_port
 from devenv.push import Pusher
 from devenv.registry import RunningRegistry
-from exporter.app.exposition import Exposition
-from exporter.app.state import StateStore
-from exporter.metrics import Metrics
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.instruments import Metrics
 from exporter.model import ANONYMOUS, RepositoryRef, TLSOptions
 from exporter.registry.client import RegistryClient
 from exporter.registry.errors import RegistryNotFound, RegistryRateLimited, RegistryUnavailable
-from exporter.server import Endpoints, Format
+from exporter.state import StateStore
+from exporter.web.endpoints import Endpoints, Format
 from tests.fixtures.faultregistry import FaultRegistry, rate_limited
 
 PLAIN_HTTP = TLSOptions(insecure=True)

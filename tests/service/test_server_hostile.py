@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exporter.server import Endpoints, Format
+from exporter.web.endpoints import Endpoints, Format
 
 LINE = b'flux_oci_target_lag_seconds{kind="OCIRepository",namespace="team",name="app-%07d"} 0\n'
 LINES = 6_000_000 // len(LINE % 0)
@@ -238,7 +238,7 @@ def test_when_every_slot_is_answering_a_newcomer_gets_503_at_once() -> None:
 SERVER_WITH_FEW_FILES = """
 import resource, sys, time
 from prometheus_client import CollectorRegistry
-from exporter.server import Endpoints
+from exporter.web.endpoints import Endpoints
 resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 server = Endpoints(("127.0.0.1", 0), CollectorRegistry(), lambda f, z: (),
                    lambda: (True, "ok"), lambda: (True, "ok"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import exporter.cli as cli
+import exporter.cli.main as cli
 from exporter.settings import ENV_PREFIX, Settings, default_text, duration_text
 
 

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import exporter.cli as cli
-from exporter.options import option, setting_options
+import exporter.cli.main as cli
+from exporter.cli.options import option, setting_options
 from exporter.settings import SETTINGS, Settings, from_sources
 
 # per setting: the command line and the variable's text for one value (not the default)

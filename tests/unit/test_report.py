@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from exporter.app.report import render_json, render_table
-from exporter.app.state import TargetRow
+from exporter.cli.report import render_json, render_table
 from exporter.flux.targets import TargetId, TargetKind
 from exporter.model import State
+from exporter.state import TargetRow
 
 DIGEST = "sha256:" + "ab" * 32
 ROWS = (

@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 
 from exporter import __version__
-from exporter.options import SETTINGS_EPILOG, setting_options
+from exporter.cli.options import SETTINGS_EPILOG, setting_options
 from exporter.settings import Settings, SettingsError, from_sources
 
 EXIT_NO_MATCH = 1
@@ -134,7 +134,7 @@ def tags_command(
       2  invalid input: range, regex, URL, tag, docker config, TLS files, usage
       3  the registry failed: auth, not found, rate limited, unavailable, protocol
     """
-    from exporter.app.probe import ProbeError, probe_repository
+    from exporter.cli.tags import ProbeError, probe_repository
     from exporter.model import printable
 
     try:
@@ -245,8 +245,8 @@ def run_command(**flags: object) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check_command(output: str, **flags: object) -> None:
     """One pass, no patches: what each target's state is and whether a request would go out."""
-    from exporter.app.report import render_json, render_table
     from exporter.app.service import Service
+    from exporter.cli.report import render_json, render_table
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
 
@@ -308,7 +308,7 @@ def notify_command(
       3  --wait: timed out (the objects still behind are listed)
       4  the API server cannot be used or refuses (the permission is named)
     """
-    from exporter.app import notify
+    from exporter.cli import notify
     from exporter.core.notify import InvalidReference, parse_ref
     from exporter.flux.annotations import DEFAULT_PREFIX, parse_duration
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.app.state import Snapshot, StateStore, TargetRow
 from exporter.flux.targets import TargetId
-from exporter.server import Format
+from exporter.state import Snapshot, StateStore, TargetRow
+from exporter.web.endpoints import Format
 
 TARGET_LABELS = ("kind", "namespace", "name")
 INFO_LABELS = (*TARGET_LABELS, "url", "rule", "applied_revision", "latest_revision")

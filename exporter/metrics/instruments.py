@@ -1,7 +1,7 @@
 """Prometheus metrics: per-target series rendered from one snapshot, plus self-instrumentation.
 
 Per-target series (info, state, lag, versions behind, last check, request counters) are
-rendered from the state snapshot by ``exporter.app.exposition``, off the scrape path.
+rendered from the state snapshot by ``exporter.metrics.exposition``, off the scrape path.
 Everything here (registry traffic, latency histograms, check errors, Kubernetes calls,
 the tag cache) uses prometheus_client's own types on an injected registry. Names are a
 public contract (dashboard, alerts).

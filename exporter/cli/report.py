@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.app.state import TargetRow
 from exporter.model import printable
+from exporter.state import TargetRow
 
 REASON_WIDTH = 80
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
