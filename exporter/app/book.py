@@ -134,6 +134,12 @@ class Book:
         """Whether a reconcile request of any target is under way."""
         return any(t.patch is not None for t in self._records.values())
 
+    def busy(self) -> bool:
+        """A request, or a check not yet reported overdue, is under way."""
+        return self.requesting() or any(
+            not self._records[t].overdue for t, _ in self._schedule.in_flight()
+        )
+
     def idle(self, now: float) -> bool:
         """Nothing due, no check and no request under way."""
         return self._schedule.idle(now) and not self.requesting()

@@ -34,6 +34,37 @@ class Creation:
     access: RegistryAccess
 
 
+class Creations:
+    """New artifacts whose creation time is still to be read, one read per artifact. The
+    time only moves a lag's start back (and so maybe ``min-age``): the engine holds them
+    until its first pass is done, then has them read when no check of the host waits."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[RepositoryRef, str], Creation] = {}
+        self._reading = 0
+
+    def add(self, creation: Creation) -> None:
+        self._pending.setdefault((creation.repository, creation.digest), creation)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def start(self) -> list[Creation]:
+        """The ones to read now (counted as under way until :meth:`done`)."""
+        started = list(self._pending.values())
+        self._pending.clear()
+        self._reading += len(started)
+        return started
+
+    def done(self) -> None:
+        self._reading = max(0, self._reading - 1)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending) or self._reading > 0
+
+
 class Checker:
     def __init__(self, access: AccessSource, cache: TagCache) -> None:
         self._access = access

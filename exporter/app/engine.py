@@ -2,13 +2,13 @@
 
 Three kinds of threads, each with one job:
 
-- the **coordinator** (whoever calls :meth:`Engine.step`) owns every :class:`Tracked`
-  record and the small objects that keep its mechanisms: the :class:`Schedule` (what is
-  due, as a heap), the :class:`RepositoryGate` (one check per repository first), the
-  :class:`EventCoalescer` (push events to cache refreshes) and the :class:`Sweep` (full
-  passes). It hands registry work to the workers and handles the results in completion
-  order: ``decide`` (pure), then queue the side effects, then record. Nothing on it waits
-  for a registry or the API server;
+- the **coordinator** (whoever calls :meth:`Engine.step`) runs this loop over small objects
+  that own their state: the :class:`Book` (every target's record, its schedule, the pass),
+  the :class:`RepositoryGate` (one check per repository first), the
+  :class:`EventCoalescer` (push events to cache refreshes) and the :class:`Judge` (a
+  check's result to a decision, its traces and its request). It hands registry work to
+  the workers and handles results in completion order. Nothing on it waits for a
+  registry or the API server;
 - the **workers** (``HostWorkers``), partitioned per registry host, run the
   :class:`Checker`: the object's registry access, then the shared tag cache. A slow or
   rate-limited host only delays its own targets; a check that outlives its deadline is
@@ -17,15 +17,12 @@ Three kinds of threads, each with one job:
 
 A target that needs no registry (a problem, suspended, pinned) is judged on the spot.
 A check whose object changed while it ran is dropped: the new version is due at once.
-Liveness is progress: :meth:`healthy` fails only when checks are due and none completed
-(or was reported overdue) for ``stall_after`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -34,16 +31,17 @@ from typing import Any
 from exporter.app.actor import Actor, EventSink, Patched, Patcher
 from exporter.app.book import Book
 from exporter.app.catalog import Catalog
-from exporter.app.check import AccessSource, Checker, Creation
-from exporter.app.coalescer import EventCoalescer, Refresh
+from exporter.app.check import AccessSource, Checker, Creation, Creations
 from exporter.app.config import EngineConfig
 from exporter.app.gate import RepositoryGate
 from exporter.app.judge import Judge
+from exporter.app.liveness import Liveness
 from exporter.app.messages import Created, Delivery, Lead, Message, Observed
+from exporter.app.pushes import Pushes
 from exporter.app.recorder import NO_EVENTS, CheckObserver, Recorder
 from exporter.app.requests import Requests
 from exporter.app.workers import HostWorkers
-from exporter.core.hooks import HookSource, Nudge, matching
+from exporter.core.hooks import HookSource, Nudge
 from exporter.core.observation import Observation
 from exporter.core.plan import Tracked, needs_registry
 from exporter.flux.targets import Target, TargetId
@@ -73,7 +71,6 @@ class Engine:
         leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._c = config
-        self._cache = cache
         self._store = store
         self._workers = workers
         self._observer = observer
@@ -96,7 +93,8 @@ class Engine:
             passes=lambda: store.passes,
         )
         self._gate = RepositoryGate()
-        self._coalescer = EventCoalescer(config.event_gap)
+        self._pushes = Pushes(self._book, cache, gap=config.event_gap,
+                              expedite_window=config.expedite_window)  # fmt: skip
         self._requests = Requests(self._actor, store=store, observer=observer,
                                   backoff=config.backoff, clock=clock, leading=leading,
                                   dry_run=config.dry_run)  # fmt: skip
@@ -104,8 +102,8 @@ class Engine:
         recorder = Recorder(store, observer, NO_EVENTS if config.dry_run else self._actor)
         self._judge = Judge(config, recorder=recorder, requests=self._requests,
                             observer=observer, resources=resources)  # fmt: skip
-        self._lock = threading.Lock()  # guards progress_at for readers on other threads
-        self._progress_at = clock()
+        self._liveness = Liveness(config.stall_after, clock)
+        self._creations = Creations()
         self.checks = 0  # checks completed (for tests and benchmarks)
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -141,9 +139,7 @@ class Engine:
         while True:
             left = deadline - time.monotonic()
             try:
-                message = (
-                    self._done.get(timeout=max(0.0, left)) if left > 0 else self._done.get_nowait()
-                )
+                message = self._done.get(timeout=left) if left > 0 else self._done.get_nowait()
             except queue.Empty:
                 return
             self._handle(message)
@@ -172,25 +168,18 @@ class Engine:
         self._actor.stop(timeout=3.0)
 
     def healthy(self) -> tuple[bool, str]:
-        with self._lock:
-            age = self._clock() - self._progress_at
-        ok = age < self._c.stall_after
-        return ok, f"last progress {age:.0f}s ago (limit {self._c.stall_after:.0f}s)"
+        return self._liveness.healthy()
 
     # -- internals ------------------------------------------------------------------------------
 
     def _busy(self) -> bool:
-        book = self._book
-        return book.requesting() or any(not book[t].overdue for t, _ in book.in_flight())
-
-    def _progress(self, now: float) -> None:
-        with self._lock:
-            self._progress_at = now
+        return self._book.busy() or self._creations.busy
 
     def _start_due(self, now: float) -> None:
         """Refresh what events asked for, report overdue checks, start what is due."""
-        for refresh in self._coalescer.due(now):
-            self._refresh(refresh)
+        self._pushes.due(now)
+        if self._creations.pending and self._store.passes:
+            self._read_creations()
         for target_id in self._book.started_before(now - self._c.deadline):
             t = self._book[target_id]
             if not t.overdue:
@@ -200,7 +189,7 @@ class Engine:
             if t.patch is None:  # else its patch is under way: rescheduled when it is done
                 self._start(t, now)
         if self._book.idle(now):
-            self._progress(now)  # nothing due, nothing under way: idle is progress
+            self._liveness.progress(now)  # nothing due, nothing under way: idle is progress
 
     def _start(self, t: Tracked, now: float) -> None:
         source = t.source
@@ -217,16 +206,17 @@ class Engine:
 
         def job() -> None:
             observation, creation = self._checker.check(source, last)
-            self._done.put(Observed(source.id, source, observation))
-            if creation is not None:
-                self._workers.submit(source.repository.registry, lambda: self._read(creation),
-                                     later=True)  # fmt: skip
+            self._done.put(Observed(source.id, source, observation, creation))
 
         self._workers.submit(source.repository.registry, job, quick=quick)
 
-    def _read(self, creation: Creation) -> None:
-        created = self._checker.created(creation)
-        self._done.put(Created(creation.repository, creation.digest, created))
+    def _read_creations(self) -> None:
+        for creation in self._creations.start():
+
+            def job(c: Creation = creation) -> None:
+                self._done.put(Created(c.repository, c.digest, self._checker.created(c)))
+
+            self._workers.submit(creation.repository.registry, job, later=True)
 
     def _handle(self, message: Message) -> None:
         now = self._clock()
@@ -241,17 +231,20 @@ class Engine:
                 self._book.set(target, t)
         elif isinstance(message, Delivery):
             for nudge in message.nudges:
-                result = self._nudge(nudge, message.received_at, now)
+                result = self._pushes.nudge(nudge, message.received_at, now)
                 self._observer.event_received(message.source.value, result)
             if not message.nudges:
                 self._observer.event_received(message.source.value, EventResult.IGNORED)
         elif isinstance(message, Created):
+            self._creations.done()
             if message.created is not None:
                 self._book.created(message.repository, message.digest, message.created)
         else:
             self._observed(message, now)
 
     def _observed(self, message: Observed, now: float) -> None:
+        if message.creation is not None:
+            self._creations.add(message.creation)
         for waited in self._gate.release(message.source):  # the cache answers them now
             known = self._book.get(waited.id)
             if known is not None and known.source is waited and known.in_flight_since:
@@ -266,30 +259,10 @@ class Engine:
             return
         self._finish(t, message.observation, now)
 
-    def _nudge(self, nudge: Nudge, received_at: float, now: float) -> EventResult:
-        """A push event: refresh the repositories it names (see ``EventCoalescer``)."""
-        matched = matching(nudge, self._book.repositories())
-        if not matched:
-            return EventResult.IGNORED
-        ready, deferred = self._coalescer.offer(matched, nudge, received_at, now)
-        for refresh in ready:
-            self._refresh(refresh, matched[refresh.repository])
-        return EventResult.COALESCED if deferred else EventResult.ACCEPTED
-
-    def _refresh(self, refresh: Refresh, targets: list[TargetId] | None = None) -> None:
-        """Expire the repository's cached listing and make its targets due."""
-        if targets is None:
-            targets = self._book.on(refresh.repository, refresh.nudge.namespaces)
-            if not targets:
-                return
-        self._cache.expire(refresh.repository)
-        window = self._c.expedite_window if refresh.nudge.expedite else 0.0
-        self._book.pushed(targets, refresh.received_at, self._clock(), window)
-
     def _report_overdue(self, t: Tracked, now: float) -> None:
         self._book.set(t.source.id, self._judge.overdue(t, now))
         self._book.checked(t.source.id, now)
-        self._progress(now)
+        self._liveness.progress(now)
 
     def _finish(self, t: Tracked, observation: Observation | None, now: float) -> None:
         done, judged = self._judge.finish(t, observation, now)
@@ -298,4 +271,4 @@ class Engine:
             return
         self.checks += 1
         self._book.checked(t.source.id, now)
-        self._progress(now)
+        self._liveness.progress(now)

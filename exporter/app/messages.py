@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.app.actor import Patched
+from exporter.app.check import Creation
 from exporter.core.hooks import HookSource, Nudge
 from exporter.core.observation import Observation
 from exporter.flux.targets import Target, TargetId
@@ -29,11 +30,13 @@ class Lead:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A worker's check of ``source`` (the version it checked) is done."""
+    """A worker's check of ``source`` (the version it checked) is done; ``creation``: the
+    new artifact's creation time is still to be read."""
 
     target: TargetId
     source: Target
     observation: Observation
+    creation: Creation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,8 @@ def test_an_event_for_nothing_tracked_is_ignored_and_costs_nothing() -> None:
     reg = FakeRegistry(tags={f"{HOST}/team/app": ["1.0.0"]})
     with rig(registry=reg, default_interval=3600) as r:
         r.engine.sync({"OCIRepository": [oci("app", f"oci://{HOST}/team/app")]})
-        r.until(lambda: r.engine.checks == 1)
+        # settled: checked, and the new artifact's creation time read (after the first pass)
+        r.until(lambda: r.engine.checks == 1 and f"created {HOST}/team/app" in reg.calls)
         calls = len(reg.calls)
         r.engine.deliver(HookSource.DISTRIBUTION, [Nudge("team/other", HOST)], time.time())
         r.engine.deliver(HookSource.DISTRIBUTION, [], time.time())
