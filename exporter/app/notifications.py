@@ -18,16 +18,15 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from exporter.core.hooks import HookSource, Nudge
+from exporter.core.hooks import HookSource
 from exporter.core.notify import FIELD_SELECTOR, InvalidReference, notification, nudge_for
 from exporter.kube.discovery import Resource
 from exporter.kube.informer import ApiListWatch, Informer, KubeObserver
 from exporter.model import EventResult
+from exporter.web.listener import Count, Deliver
 
 log = logging.getLogger(__name__)
 EVENTS = Resource("Event", "events.k8s.io", "v1", "events")
-Deliver = Callable[[HookSource, Sequence[Nudge], float], None]
-Count = Callable[[str, EventResult], None]
 SOURCE = HookSource.KUBERNETES
 
 

@@ -31,7 +31,6 @@ from exporter.settings import Settings, SettingsError, from_sources
 
 EXIT_NO_MATCH = 1
 EXIT_INVALID = 2
-EXIT_REGISTRY = 3
 EXIT_KUBE = 4
 
 
