@@ -2,14 +2,14 @@
 
 They record what they were asked and can be told to hang, fail or rate-limit, so the
 engine's orchestration is tested in process in milliseconds; the real registry and API
-server are exercised by the registry, e2e and cluster suites.
+server are exercised by the tests marked registry and cluster.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,6 @@ from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
 from exporter.app.workers import HostWorkers
 from exporter.core.backoff import Backoff
-from exporter.core.hooks import HookSource, Nudge
 from exporter.flux.policy import TagParsing
 from exporter.kube.access import AccessRefs, RegistryAccess
 from exporter.kube.discovery import Resource
@@ -256,17 +255,3 @@ def rig(
             gate.set()
         engine.stop()
         workers.stop()
-
-
-class Sink:
-    """The events listener's deliver and count callbacks, recorded."""
-
-    def __init__(self) -> None:
-        self.delivered: list[tuple[HookSource, list[Nudge]]] = []
-        self.counted: list[tuple[str, str]] = []
-
-    def deliver(self, source: HookSource, nudges: Sequence[Nudge], at: float) -> None:
-        self.delivered.append((source, list(nudges)))
-
-    def count(self, source: str, result: str) -> None:
-        self.counted.append((source, result))

@@ -19,10 +19,10 @@ from devenv.ocirepo import create_opted_in, wait_for_revision
 from devenv.ports import free_port
 from devenv.push import Pusher
 from devenv.registry import start_registry
-from tests.cluster.test_exporter_flux import annotations_of
+from tests.fixtures.flux import annotations_of
 from tests.scrape import sample, samples, wait
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 TOKEN = "Bearer events-SECRET"
 REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 

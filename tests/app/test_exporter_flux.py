@@ -15,10 +15,11 @@ from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 from exporter.web.endpoints import LIVE_TTL
-from tests.cluster.conftest import running_exporter
+from tests.fixtures.flux import annotations_of
+from tests.fixtures.flux_cluster import running_exporter
 from tests.scrape import sample, wait
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 ENABLED = {"oci-trigger.gitlab.com/enabled": "true"}
 REQUESTED = "oci-trigger.gitlab.com/requested-revision"
@@ -27,11 +28,6 @@ REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 def revision(custom: Any, ns: str, plural: str, name: str) -> str:
     obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
     return str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
-
-
-def annotations_of(custom: Any, ns: str, name: str) -> dict[str, str]:
-    obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "ocirepositories", name)
-    return dict(obj["metadata"].get("annotations") or {})
 
 
 def unpullable(cluster: Cluster, pusher: Pusher, repo: str, tag: str) -> None:

@@ -23,7 +23,7 @@ from devenv.ocirepo import create_opted_in, wait_for_revision
 from devenv.push import Pusher
 from tests.scrape import sample, samples, wait
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 GROUP, VERSION = "source.toolkit.fluxcd.io", "v1"
 NAMES = ("a", "b", "c")
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"

@@ -4,8 +4,8 @@ No Flux controller runs here: these tests write ``status.artifact.revision`` the
 through the status subresource, exactly where source-controller writes it, so that each
 case starts from the applied revision it needs. They check everything the exporter does on
 the real API server: the merge patch, the bookkeeping annotation, Events, idempotence
-across restarts, dry-run, and per-object error isolation. tests/cluster repeats the main
-paths with the real source-controller and helm-controller.
+across restarts, dry-run, and per-object error isolation. The tests marked ``controllers``
+repeat the main paths with the real source-controller and helm-controller.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from kubernetes import client, config
 from devenv.kubeapi import ControlPlane
 from devenv.push import Pushed, Pusher
 from devenv.registry import RunningRegistry
-from tests.e2e.objects import namespace, oci_repository
+from tests.fixtures.objects import namespace, oci_repository
 
 pytestmark = pytest.mark.cluster
 

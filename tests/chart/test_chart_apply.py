@@ -1,9 +1,10 @@
 """The rendered chart against a real API server: server-side apply, dry run, and an install.
 
-Uses the local Flux cluster and the ``prepared`` fixture of tests/ops/test_manifests_apply.py
-(monitoring CRDs, the flux-oci-trigger Namespace and ServiceAccount, for real). Each value
-set is validated strictly (field validation, admission, RBAC escalation checks); then helm
-installs one release for real and uninstalls it.
+Uses the session's control plane and the ``prepared`` fixture of
+tests/ops/test_manifests_apply.py (monitoring CRDs, the flux-oci-trigger Namespace and
+ServiceAccount, for real). Each value set is validated strictly (field validation,
+admission, RBAC escalation checks); then helm installs one release for real and
+uninstalls it.
 """
 
 from __future__ import annotations

@@ -24,11 +24,10 @@ from devenv.exporter import exporter_process
 from devenv.ocirepo import create_namespace, create_opted_in, wait_for_revision
 from devenv.push import Pusher
 from devenv.registry import start_registry
-from tests.cluster.flux import SOURCE, is_ready, revision, wait_for
-from tests.cluster.test_exporter_flux import annotations_of
+from tests.fixtures.flux import SOURCE, annotations_of, is_ready, revision, wait_for
 from tests.scrape import sample, wait
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 REQUESTED = "oci-trigger.gitlab.com/requested-revision"
 ROOT = Path(__file__).resolve().parents[2]
 

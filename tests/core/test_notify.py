@@ -25,7 +25,7 @@ from exporter.core.notify import (
 from exporter.flux.revision import AppliedRevision
 from exporter.flux.targets import TargetId, TargetKind, WatchRule
 from exporter.model import Flavor, RepositoryRef, TagRule
-from tests.unit.test_decision import D1, D2, oci
+from tests.core.test_decision import D1, D2, oci
 
 REPO = RepositoryRef("registry.gitlab.com", "group/project")
 

@@ -20,7 +20,7 @@ from devenv import tools
 from devenv.cluster import Cluster
 from devenv.demo import graph_page
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -42,6 +42,8 @@ from devenv.registry import RunningRegistry
 from devenv.tools import tool_dir
 from tests.ops.conftest import require_tool
 
+pytestmark = pytest.mark.registry
+
 SOURCE = "https://example.invalid/fleet.git"
 REVISION = "main@sha1:0123456789abcdef0123456789abcdef01234567"
 CREATED = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the same in both, so the configs compare

@@ -14,9 +14,9 @@ from kubernetes import client
 
 from devenv.cluster import Cluster
 from devenv.push import Pusher
-from tests.cluster.flux import HELM, SOURCE, is_ready, request_reconcile, revision, wait_for
+from tests.fixtures.flux import HELM, SOURCE, is_ready, request_reconcile, revision, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 
 
 def _installed_version(obj: dict[str, Any]) -> str | None:

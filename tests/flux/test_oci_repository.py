@@ -14,9 +14,9 @@ from devenv.push import Pusher
 from exporter.flux.policy import compile_rule
 from exporter.flux.sources import HELM_CHART_LAYER
 from exporter.model import Flavor, TagRule
-from tests.cluster.flux import SOURCE, is_ready, request_reconcile, revision, wait_for
+from tests.fixtures.flux import SOURCE, is_ready, request_reconcile, revision, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 
 
 def test_requested_reconcile_moves_to_the_newer_tag(

@@ -30,7 +30,7 @@ from devenv.ports import free_port
 from devenv.procs import reap
 from devenv.push import Pusher
 from devenv.registry import RunningRegistry
-from tests.e2e.objects import GROUP, VERSION, namespace, oci_repository
+from tests.fixtures.objects import GROUP, VERSION, namespace, oci_repository
 from tests.image.conftest import Built
 from tests.scrape import sample, wait
 

@@ -16,7 +16,7 @@ from kubernetes import client, config
 from devenv.kubeapi import ControlPlane
 from devenv.push import Pusher
 from devenv.registry import RunningRegistry, registry_binary, start_registry
-from tests.e2e.objects import namespace, oci_repository
+from tests.fixtures.objects import namespace, oci_repository
 
 pytestmark = pytest.mark.cluster
 ENABLED = {"oci-trigger.gitlab.com/enabled": "true"}

@@ -1,6 +1,6 @@
 """Metrics exposition: names, labels, no stale series, and promtool's own lint.
 
-``scrape`` is what /metrics serves (see ``tests/service/test_formats.py`` for the wire)."""
+``scrape`` is what /metrics serves (see ``tests/metrics/test_formats.py`` for the wire)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from devenv.cluster import Cluster
 from devenv.ocirepo import create_opted_in
 from devenv.push import Pusher
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 # the dashboard's "All" for cluster (no cluster label here) and instance, a short rate window
 VARIABLES = {**SAMPLE_VARIABLES, "$__rate_interval": "1m"}
 # Panels an operator opens first: they must show data, not only parse.

@@ -28,10 +28,10 @@ from devenv.cluster import Cluster
 from devenv.exporter import running_exporter
 from devenv.publish import FLUX_CONFIG_BLOB
 from devenv.push import FLUX_CONFIG, FLUX_CONTENT, OCI_MANIFEST
-from tests.cluster.flux import SOURCE, condition, revision, wait_for
+from tests.fixtures.flux import SOURCE, condition, revision, wait_for
 from tests.scrape import sample, wait
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.controllers]
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = "kustomize.toolkit.fluxcd.io"
 NS = "flux-system"  # where deploy/flux/ puts the OCIRepository and the Kustomization
@@ -124,7 +124,7 @@ def test_published_manifests_are_a_flux_artifact(flux_cluster: Cluster) -> None:
     created = time.strptime(annotations["org.opencontainers.image.created"], "%Y-%m-%dT%H:%M:%SZ")
     assert abs(calendar.timegm(created) - time.time()) < 120
     # the config flux push artifact writes (go-containerregistry's empty image, unchanged);
-    # tests/oracle/test_publish_parity.py compares it with the library's own push
+    # tests/devenv/test_publish_parity.py compares it with the library's own push
     assert get(f"blobs/{manifest['config']['digest']}", "*/*") == FLUX_CONFIG_BLOB
 
     layer = gzip.decompress(get(f"blobs/{manifest['layers'][0]['digest']}", "*/*"))

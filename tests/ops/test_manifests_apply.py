@@ -1,12 +1,12 @@
 """The manifests against a real API server: server-side apply, dry run.
 
-Needs the ``flux_cluster`` fixture (an object with a ``.kubeconfig`` path) of the local
-Flux cluster; without it the tests skip. The ServiceMonitor and PrometheusRule CRDs come
-from the prometheus-operator Go module (``go mod download``) and are installed for real,
-as are the Namespace and the ServiceAccount: a dry run creates nothing, and namespaced
-objects (and the Pod check's service account) need them to exist. Everything else is
-validated (strict field validation, admission, RBAC escalation checks); the last test then
-binds the ClusterRole for real and runs the exporter with the ServiceAccount's own token.
+On the session's control plane (``control_plane``: etcd and kube-apiserver with Flux's
+CRDs, no controller). The ServiceMonitor and PrometheusRule CRDs come from the
+prometheus-operator Go module (``go mod download``) and are installed for real, as are the
+Namespace and the ServiceAccount: a dry run creates nothing, and namespaced objects (and
+the Pod check's service account) need them to exist. Everything else is validated (strict
+field validation, admission, RBAC escalation checks); the last test then binds the
+ClusterRole for real and runs the exporter with the ServiceAccount's own token.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devenv.kubeapi import ControlPlane
 from devenv.ports import free_port
 from tests.ops.conftest import ROOT, kustomize, require_tool
 
@@ -33,12 +34,8 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(request: pytest.FixtureRequest) -> str:
-    try:
-        cluster = request.getfixturevalue("flux_cluster")
-    except pytest.FixtureLookupError:
-        pytest.skip("no flux_cluster fixture visible from tests/ops")
-    return str(cluster.kubeconfig)
+def kubeconfig(control_plane: ControlPlane) -> str:
+    return str(control_plane.kubeconfig)
 
 
 def _run(args: list[str], stdin: str = "", cwd: Path | None = None) -> tuple[int, str]:
@@ -161,7 +158,7 @@ def _objects_behind(api: Any, registry: Any, ns: str) -> str:
     from kubernetes import client
 
     from devenv.push import Pusher
-    from tests.e2e.objects import oci_repository
+    from tests.fixtures.objects import oci_repository
 
     with Pusher(registry.base_url) as push:
         v1 = push.flux_artifact(f"{ns}/app", "v1.0.0").digest

@@ -28,7 +28,7 @@ from devenv.ports import free_port
 from devenv.push import Pusher
 from devenv.registry import RunningRegistry
 from devenv.tools import tool_dir
-from tests.e2e.objects import GROUP, VERSION, namespace, oci_repository
+from tests.fixtures.objects import GROUP, VERSION, namespace, oci_repository
 from tests.ops.conftest import ROOT, require_tool
 from tests.ops.exposition import series_names
 

@@ -17,6 +17,8 @@ from exporter.registry.client import RegistryClient
 from exporter.registry.errors import RegistryUnavailable
 from tests.registry.conftest import _require
 
+pytestmark = pytest.mark.registry
+
 REPO = "team/app"
 
 

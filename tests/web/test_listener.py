@@ -15,8 +15,8 @@ import pytest
 
 from exporter.core.hooks import HookSource, Nudge
 from exporter.web.listener import Listener
-from tests.app.fakes import Sink
 from tests.fixtures import hooks as fx
+from tests.web.fakes import Sink
 
 SECRETS = {
     HookSource.DISTRIBUTION: "Bearer dist-SECRET",
