@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 ENV_PREFIX = "FLUX_OCI_TRIGGER_"
 LOG_FORMATS = ("text", "json")
-LOG_LEVELS = ("debug", "info", "error")
+LOG_LEVELS = ("debug", "info", "warn", "error")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/")
 _ADDRESS = re.compile(
@@ -165,6 +165,12 @@ def _address_or_off(value: object) -> Address | None:
     return None if value == "" else _address(value)
 
 
+def _log_format(value: object) -> str:
+    """``text`` or ``json``; ``console`` is Flux's ``--log-encoding`` name for text."""
+    text = _text(value).strip()
+    return "text" if text == "console" else text
+
+
 def _tag_parsing(value: object) -> TagParsing:
     choices = {t.value: t for t in TagParsing}
     found = choices.get(value.strip()) if isinstance(value, str) else None
@@ -196,7 +202,7 @@ COUNT: Kind[int] = Kind(_positive_int, metavar="N")
 ADDRESS: Kind[Address] = Kind(_address)
 ADDRESS_OR_OFF: Kind[Address | None] = Kind(_address_or_off)
 NAMESPACES: Kind[tuple[str, ...]] = Kind(_namespaces, many=True)
-LOG_FORMAT: Kind[str] = Kind(_text, choices=LOG_FORMATS)
+LOG_FORMAT: Kind[str] = Kind(_log_format, choices=(*LOG_FORMATS, "console"))
 LOG_LEVEL: Kind[str] = Kind(_text, choices=LOG_LEVELS)
 TAG_PARSING: Kind[TagParsing] = Kind(_tag_parsing, choices=tuple(t.value for t in TagParsing))
 
@@ -268,13 +274,21 @@ class Settings:
     )
     """Prefix of the per-object annotations, ending in ``/``."""
     log_format: str = setting(
-        "text", LOG_FORMAT, "Log lines for people (text) or pipelines (json)."
+        "text",
+        LOG_FORMAT,
+        "Log lines for people (text, or Flux's console) or pipelines (json).",
+        aliases=("--log-encoding",),
     )
-    """``text`` for people, ``json`` (one object per line) for log pipelines."""
+    """``text`` for people, ``json`` (one object per line) for log pipelines. Text is the
+    default for a terminal (``check``, ``tags``); the manifests and the chart set json, as
+    Flux's controllers log. ``--log-encoding`` (``json`` or ``console``) is Flux's flag."""
     log_level: str = setting("info", LOG_LEVEL, "Least severe log lines shown.")
-    """``debug``, ``info`` or ``error`` (warnings show at info and debug)."""
+    """``debug``, ``info``, ``warn`` or ``error``."""
     listen: Address = setting(
-        Address(_EVERY_ADDRESS, 9798), ADDRESS, "HOST:PORT of /metrics, /healthz and /readyz."
+        Address(_EVERY_ADDRESS, 9798),
+        ADDRESS,
+        "HOST:PORT of /metrics, /healthz and /readyz.",
+        aliases=("--metrics-addr",),
     )
     """Where /metrics, /healthz and /readyz are served. The Prometheus exporter range
     9100-9999 is fully allocated, so no default avoids every exporter; 9798 keeps clear
@@ -305,6 +319,7 @@ class Settings:
         SWITCH,
         "Elect one leader on a Lease among replicas (only it requests).",
         flag="--leader-elect/--no-leader-elect",
+        aliases=("--enable-leader-election",),
     )
     """Elect one leader among the replicas on a Lease: only it patches and writes
     Events; the others keep their caches warm and take over within the lease."""
@@ -320,6 +335,20 @@ class Settings:
     )
     """Name of the Lease; empty: ``flux-oci-trigger``, with the shard appended when a
     ``watch_label_selector`` is set, so each shard elects its own leader."""
+    leader_election_lease_duration: float = setting(
+        15.0, DURATION, "How long a Lease is held without renewal (whole seconds)."
+    )
+    """Seconds a standby waits for an unrenewed Lease before it takes over (Flux's flag of
+    the same name; whole seconds, as the Lease stores them)."""
+    leader_election_renew_deadline: float = setting(
+        10.0, DURATION, "How long the leader tries to renew before it stops acting."
+    )
+    """Seconds after its last renewal the leader stops acting; shorter than the lease, so
+    a frozen leader stops before another can take over."""
+    leader_election_retry_period: float = setting(
+        2.0, DURATION, "How often the Lease is tried or renewed."
+    )
+    """Seconds between attempts to acquire or renew the Lease."""
     tag_parsing: TagParsing = setting(
         TagParsing.FLUX_2_7,
         TAG_PARSING,
@@ -421,6 +450,18 @@ class SettingsError(ValueError):
         super().__init__("; ".join(self.problems))
 
 
+_LEASE = (
+    "leader_election_lease_duration",
+    "leader_election_renew_deadline",
+    "leader_election_retry_period",
+)
+
+
+def _lease_ok(lease: float, renew: float, retry: float) -> bool:
+    """As the Lease stores it (whole seconds) and as the election needs it to be safe."""
+    return lease > renew > 1.2 * retry >= 1.2 and lease == int(lease)
+
+
 def _check(s: dict[str, Any], failed: set[str]) -> list[str]:
     """Value and cross-field checks, skipping those about values that did not convert."""
     checks: list[tuple[tuple[str, ...], bool, str]] = [
@@ -459,6 +500,12 @@ def _check(s: dict[str, Any], failed: set[str]) -> list[str]:
             ("events_listen", "listen"),
             s["events_listen"] == s["listen"],
             "events_listen must differ from listen (events may be exposed, metrics not)",
+        ),
+        (
+            _LEASE,
+            not _lease_ok(*(s[n] for n in _LEASE)),
+            "leader election needs a whole-second lease duration > renew deadline > "
+            "1.2 x retry period >= 1.2s",
         ),
     ]
     return [message for names, bad, message in checks if bad and not failed.intersection(names)]

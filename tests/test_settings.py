@@ -143,7 +143,9 @@ def test_each_setting_is_declared_with_its_help_default_flag_and_variable() -> N
         assert s.default == getattr(defaults, s.name), s.name
         assert s.variable == f"FLUX_OCI_TRIGGER_{s.name.upper()}"
         assert s.flag.startswith("--"), s.name
-        assert s.aliases == (), s.name
+        assert all(a.startswith("--") and a != s.flag for a in s.aliases), s.name
+    spellings = [f for s in SETTINGS for f in (*s.flag.split("/"), *s.aliases)]
+    assert len(spellings) == len(set(spellings))  # no spelling means two settings
 
 
 def test_defaults_are_shown_as_their_flags_take_them() -> None:
@@ -216,13 +218,13 @@ def test_every_address_problem_at_once_named_by_its_source() -> None:
     with pytest.raises(SettingsError) as caught:
         from_sources(
             {"listen": "metrics", "interval": "soon"},
-            {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": "[::1]:0", "FLUX_OCI_TRIGGER_LOG_LEVEL": "warn"},
+            {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": "[::1]:0", "FLUX_OCI_TRIGGER_LOG_LEVEL": "trace"},
         )
     assert caught.value.problems == (
         "--interval: invalid duration 'soon': expected e.g. 90s, 5m, 1h30m",
         "--listen: 'metrics' is not HOST:PORT to listen on (port 1-65535)",
         "FLUX_OCI_TRIGGER_EVENTS_LISTEN: '[::1]:0' is not HOST:PORT to listen on (port 1-65535)",
-        "log_level 'warn' is not one of debug, info, error",
+        "log_level 'trace' is not one of debug, info, warn, error",
     )
 
 

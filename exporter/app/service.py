@@ -112,6 +112,9 @@ class Service:
                 name=lease_name(settings.leader_election_id, settings.watch_label_selector),
                 identity=identity(os.environ),
                 on_change=self._lead_changed,
+                lease=settings.leader_election_lease_duration,
+                renew_deadline=settings.leader_election_renew_deadline,
+                retry=settings.leader_election_retry_period,
             )
             self.metrics.leader.set(0)
         self.exposition = Exposition(

@@ -33,6 +33,9 @@ SAMPLES: dict[str, tuple[list[str], str]] = {
     "leader_elect": (["--leader-elect"], "on"),
     "leader_election_namespace": (["--leader-election-namespace", "ops"], "ops"),
     "leader_election_id": (["--leader-election-id", "lease"], "lease"),
+    "leader_election_lease_duration": (["--leader-election-lease-duration", "20s"], "20s"),
+    "leader_election_renew_deadline": (["--leader-election-renew-deadline", "8s"], "8s"),
+    "leader_election_retry_period": (["--leader-election-retry-period", "1s"], "1s"),
     "tag_parsing": (["--tag-parsing", "flux-2.6"], "flux-2.6"),
     "event_gap": (["--event-gap", "500ms"], "500ms"),
     "expedite_window": (["--expedite-window", "1h"], "1h"),
@@ -83,7 +86,8 @@ def test_help_shows_each_declaration() -> None:
     text = " ".join(result.output.split())  # click may put the help below a long flag
     for s in SETTINGS:
         flag, extra = re.escape(s.origin), re.escape(f"[env var: {s.variable}; default: {s.shown}]")
-        assert re.search(rf" {flag}(?: \S+){{0,3}} {re.escape(s.help)} {extra}", text), s.name
+        spellings = rf"{flag}(?:, --\S+)*"  # then Flux's spellings, where they exist
+        assert re.search(rf" {spellings}(?: \S+){{0,3}} {re.escape(s.help)} {extra}", text), s.name
 
 
 def test_a_flag_can_take_more_spellings() -> None:
