@@ -18,7 +18,7 @@
 - the manifest annotations ``org.opencontainers.image.created`` (RFC 3339, UTC),
   ``.source`` and ``.revision``, always all three.
 
-tests/oracle/test_publish_parity.py checks all of it against fluxcd/pkg/oci itself.
+tests/devenv/test_publish_parity.py checks all of it against fluxcd/pkg/oci itself.
 
 The blobs and the manifest go through :class:`devenv.push.Pusher`, the same path the
 tests' own artifacts take.

@@ -245,6 +245,8 @@ class Engine:
     def _observed(self, message: Observed, now: float) -> None:
         if message.creation is not None:
             self._creations.add(message.creation)
+            if self._store.passes:  # after the first pass: read it now, at a lower priority
+                self._read_creations()
         for waited in self._gate.release(message.source):  # the cache answers them now
             known = self._book.get(waited.id)
             if known is not None and known.source is waited and known.in_flight_since:
