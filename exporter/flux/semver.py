@@ -4,8 +4,9 @@ Flux picks tags with the Go library Masterminds/semver, whose rules differ from
 the semver 2.0 spec and from npm in small ways that decide which tag wins: the
 loose parser accepts ``v1``, ``1.2`` and leading zeros, and prerelease identifiers
 order numbers below text. Reimplementing those rules here, checked against the
-library's own test tables and against the library itself (``tests/flux/test_flux_parity.py``), is what
-lets the exporter predict Flux's choice instead of approximating it. Ranges over these
+library's own test tables and against the library itself
+(``tests/flux/test_flux_parity.py``), is what lets the exporter predict Flux's choice
+instead of approximating it. Ranges over these
 versions live in ``exporter.flux.constraints``.
 
 Flux reads a tag with fluxcd/pkg ``version.ParseVersion``, whose rule changed with
