@@ -69,6 +69,9 @@ class Checker:
     def __init__(self, access: AccessSource, cache: TagCache) -> None:
         self._access = access
         self._cache = cache
+        # one pass only (check, --once): read a creation time in the check itself, so the
+        # pass reports the lag from it and decides each target once
+        self.creation_inline = False
 
     def check(self, target: Target, last: Fresh | None) -> tuple[Observation, Creation | None]:
         try:
@@ -80,7 +83,11 @@ class Checker:
             digest = creation_wanted(target, observation)
             if digest is None or self._known(target.repository, digest, access):
                 return observation, None
-            return observation, Creation(target.repository, digest, access)
+            creation = Creation(target.repository, digest, access)
+            if not self.creation_inline:
+                return observation, creation
+            self.created(creation)
+            return observe(target, access, self._cache, last), None
         except Exception:
             log.exception("checking %s failed unexpectedly", target.id,
                           extra=target.id.log_fields())  # fmt: skip

@@ -149,6 +149,7 @@ class Engine:
     def run_pass(self, objects: Mapping[str, Sequence[Obj]], timeout: float | None = None) -> int:
         """Check every target once, wait for the results and the side effects (``check``,
         ``--once``); returns how many targets were checked."""
+        self._checker.creation_inline = True
         self.sync(objects)
         self._book.nudge(list(self._book.ids()), self._clock())
         before = self.checks

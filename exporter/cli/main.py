@@ -31,6 +31,7 @@ from exporter.settings import Settings, SettingsError, from_sources
 
 EXIT_NO_MATCH = 1
 EXIT_INVALID = 2
+EXIT_FAILED_STATE = 3  # check --fail-on
 EXIT_KUBE = 4
 
 
@@ -242,12 +243,36 @@ def run_command(**flags: object) -> None:
 @main.command("check", epilog=SETTINGS_EPILOG)
 @setting_options(*_CHECK_SETTINGS)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check_command(output: str, **flags: object) -> None:
-    """One pass, no patches: what each target's state is and whether a request would go out."""
+@click.option(
+    "--fail-on",
+    default="",
+    metavar="STATES",
+    help="Exit 3 when a target is in one of these states, e.g. config_error,error,no_match.",
+)
+def check_command(output: str, fail_on: str, **flags: object) -> None:
+    """One pass, no patches: what each target's state is and whether a request would go out.
+
+    \b
+    Exit codes:
+      0  every target checked (none in a --fail-on state)
+      1  the initial lists did not complete
+      2  invalid input (settings, --fail-on)
+      3  a target is in a --fail-on state (counted on stderr)
+      4  the API server cannot be used
+    """
     from exporter.app.service import Service
-    from exporter.cli.report import render_json, render_table
+    from exporter.cli.report import failing, render_json, render_table
     from exporter.kube.errors import KubeError
     from exporter.logsetup import configure
+    from exporter.model import State, printable
+
+    names = [n.strip() for n in fail_on.split(",") if n.strip()]
+    unknown = [n for n in names if n not in {s.value for s in State}]
+    if unknown:
+        known = ", ".join(s.value for s in State)
+        shown = printable(", ".join(unknown))
+        _fail(EXIT_INVALID, f"--fail-on: unknown state(s) {shown}; one of {known}")
+        return
 
     settings = _settings(**flags, dry_run=True, notify_watch=False)
     configure("text", level=30)
@@ -264,6 +289,10 @@ def check_command(output: str, **flags: object) -> None:
     finally:
         service.stop()
     click.echo(render_json(rows) if output == "json" else render_table(rows))
+    found = failing(rows, {State(n) for n in names})
+    if found:
+        counts = ", ".join(f"{state.value} {count}" for state, count in found.items())
+        _fail(EXIT_FAILED_STATE, f"targets in a --fail-on state: {counts}")
 
 
 @main.command("notify")

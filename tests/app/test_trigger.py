@@ -171,6 +171,18 @@ def test_behind_object_gets_one_request_and_an_event(
         "web-suspended": "suspended",
         "web-pinned": "pinned",
     }
+    broken_row = next(r for r in json.loads(report.stdout) if r["name"] == "web-broken")
+    assert broken_row["reason"] == "config" and "tag-patern" in broken_row["message"]
+
+    # check as a CI gate: its own exit code when a target is in a failing state
+    gate = exporter(control_plane.kubeconfig, "check", "--namespace", ns,
+                    "--fail-on", "config_error,error,no_match")  # fmt: skip
+    assert gate.returncode == 3, gate.stderr
+    assert "targets in a --fail-on state: config_error 1" in gate.stderr
+    assert "config: " in gate.stdout and "tag-patern" in gate.stdout  # the table says why
+    passing = exporter(control_plane.kubeconfig, "check", "--namespace", ns,
+                       "--fail-on", "error,no_match")  # fmt: skip
+    assert passing.returncode == 0, passing.stderr
 
 
 def test_dry_run_patches_nothing(

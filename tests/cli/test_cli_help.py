@@ -109,3 +109,9 @@ def test_an_invalid_kubeconfig_is_named_with_the_reason(tmp_path: Path) -> None:
     message = out.stderr.strip()
     assert f"kubeconfig {broken}: " in message
     assert message.rstrip().split(": ")[-1] not in ("", "ConfigException"), message
+
+
+def test_check_refuses_an_unknown_fail_on_state_before_connecting() -> None:
+    result = CliRunner().invoke(cli.main, ["check", "--fail-on", "error,broken\x1b[2J"])
+    assert result.exit_code == 2
+    assert "--fail-on: unknown state(s) broken\\x1b[2J; one of" in result.output

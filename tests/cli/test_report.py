@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from exporter.cli.report import render_json, render_table
+from exporter.cli.report import failing, render_json, render_table
 from exporter.flux.targets import TargetId, TargetKind
 from exporter.model import State
 from exporter.state import TargetRow
@@ -30,9 +30,11 @@ def test_json_has_the_documented_keys_and_the_reason_code_first() -> None:
     assert records[0] == {
         "kind": "OCIRepository", "namespace": "apps", "name": "podinfo",
         "applied": f"6.5.0@{DIGEST}", "freshest": f"6.5.2@{DIGEST}",
-        "state": "behind", "reason": "6.5.2 is not applied", "would_request": True,
+        "state": "behind", "reason": "6.5.2 is not applied",
+        "message": "6.5.2 is not applied", "would_request": True,
     }  # fmt: skip
     assert records[1]["reason"] == "auth"
+    assert records[1]["message"] == "registry.example: HTTP 401"
 
 
 def test_table_aligns_columns_and_shortens_digests() -> None:
@@ -43,7 +45,7 @@ def test_table_aligns_columns_and_shortens_digests() -> None:
     assert "6.5.0@sha256:abababababab " in lines[1]
     assert DIGEST not in lines[1]
     assert lines[1].index("behind") == lines[0].index("STATE") == lines[2].index("error")
-    assert lines[2].rstrip().endswith("auth")
+    assert lines[2].rstrip().endswith("auth: registry.example: HTTP 401")
 
 
 def test_table_reasons_keep_their_words_and_shorten_their_digests() -> None:
@@ -90,3 +92,9 @@ def test_json_is_ascii_and_round_trips() -> None:
     text = render_json([row])
     assert text.isascii()
     assert json.loads(text)[0]["name"] == "\x1b[2J" and json.loads(text)[0]["applied"] == "\ud800"
+
+
+def test_failing_counts_the_targets_in_the_given_states_only() -> None:
+    assert failing(ROWS, {State.ERROR, State.CONFIG_ERROR}) == {State.ERROR: 1}
+    assert failing(ROWS, {State.NO_MATCH}) == {}
+    assert failing(ROWS, set()) == {}
