@@ -70,7 +70,8 @@ def tool_dir(name: str) -> Path:
         "kube-score": "KUBE_SCORE_VERSION",
         "distribution": "DISTRIBUTION_VERSION",
     }[name]
-    return tools_dir() / f"{name}-{versions()[key]}"
+    suffix = "-stamped" if name == "kube-apiserver" else ""  # its version linked in
+    return tools_dir() / f"{name}-{versions()[key]}{suffix}"
 
 
 def binary(name: str) -> str | None:

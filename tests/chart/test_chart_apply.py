@@ -10,12 +10,14 @@ uninstalls it.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from devenv.tools import versions
 from tests.chart.render import CHART, LAYOUTS, Objects, template
 from tests.chart.test_chart import VALUE_SETS
 from tests.ops.test_manifests_apply import _dry_run, _run, kubeconfig, prepared
@@ -44,6 +46,14 @@ def _applies(kubectl: str, kubeconfig: str, objects: Objects) -> None:
     code, out = _dry_run(kubectl, kubeconfig, objects)
     assert code == 0, out
     assert out.count("(server dry run)") == len(objects), out
+
+
+def test_the_api_server_reports_its_release(cluster: str, kubectl: str) -> None:
+    """helm checks the chart's kubeVersion against it: the local build must carry its
+    version (scripts/build-tools links it in), as a release build does."""
+    code, out = _run([kubectl, "--kubeconfig", cluster, "get", "--raw", "/version"])
+    assert code == 0, out
+    assert json.loads(out)["gitVersion"] == versions()["KUBERNETES_VERSION"], out
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
