@@ -45,16 +45,20 @@ def _helm(helm: str, command: str, values: Values, *args: str) -> subprocess.Com
 
 
 def template(
-    helm: str, values: Values, release: str = RELEASE, namespace: str = NAMESPACE
+    helm: str,
+    values: Values,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    args: tuple[str, ...] = (),
 ) -> Objects:
-    out = _helm(helm, "template", values, release, "--namespace", namespace)
+    out = _helm(helm, "template", values, release, "--namespace", namespace, *args)
     assert out.returncode == 0, out.stderr
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-def template_error(helm: str, values: Values) -> str:
+def template_error(helm: str, values: Values, *args: str) -> str:
     """helm's message for values the chart refuses; fails the test if they render."""
-    out = _helm(helm, "template", values, RELEASE, "--namespace", NAMESPACE)
+    out = _helm(helm, "template", values, RELEASE, "--namespace", NAMESPACE, *args)
     assert out.returncode != 0, f"rendered: {values}"
     return out.stderr
 

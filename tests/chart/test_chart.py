@@ -56,10 +56,45 @@ EVERYTHING: Values = {
     "extraEnv": [{"name": "FLUX_OCI_TRIGGER_REGISTRY_CONCURRENCY", "value": "4"}],
 }  # fmt: skip
 
+# Values a platform team carries over from kube-state-metrics' chart (kube-state-metrics-8.4.0,
+# where the ServiceMonitor keys sit under prometheus.monitor): a mirror, its pull secret, the
+# team's labels, a corporate CA bundle and proxy, the monitoring stack's conventions.
+CA_VOLUME = {"name": "corporate-ca", "configMap": {"name": "corporate-ca-bundle"}}
+CA_MOUNT = {"name": "corporate-ca", "mountPath": "/etc/ssl/corporate", "readOnly": True}
+RELABEL = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
+DROP = [{"action": "drop", "regex": "flux_oci_http_.*", "sourceLabels": ["__name__"]}]
+COMMON = {"team": "platform", "cost-center": "cc-42"}
+CARRIED: Values = {
+    "global": {"imageRegistry": "harbor.example.com/proxy", "imagePullSecrets": ["mirror"]},
+    "commonLabels": COMMON,
+    "revisionHistoryLimit": 3,
+    "serviceAccount": {"automountServiceAccountToken": False},
+    "automountServiceAccountToken": True,
+    "service": {"annotations": {"example.com/owner": "platform"}},
+    "serviceMonitor": {"enabled": True, "namespace": "monitoring",
+                       "additionalLabels": {"release": "kube-prometheus-stack"},
+                       "interval": "1m", "scrapeTimeout": "20s",
+                       "relabelings": RELABEL, "metricRelabelings": DROP},
+    "prometheusRule": {"enabled": True},
+    "dashboard": {"enabled": True},
+    "namespace": {"create": True},
+    "events": {"enabled": True, "secret": {"create": True, "tokens": TOKENS},
+               "ingress": {"enabled": True}},
+    "networkPolicy": {"enabled": True},
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway"}],
+    "extraVolumes": [CA_VOLUME],
+    "extraVolumeMounts": [CA_MOUNT],
+    "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/ssl/corporate/ca.crt"},
+                 {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"},
+                 {"name": "NO_PROXY", "value": "10.96.0.0/12,.svc,.cluster.local"}],
+}  # fmt: skip
+
 VALUE_SETS: dict[str, Values] = {
     "defaults": {},
     **{f"layout-{k.replace('.', 'default')}": v for k, v in LAYOUTS.items()},
     "everything": EVERYTHING,
+    "carried": CARRIED,
     "single": {"replicas": 1, "leaderElection": {"enabled": False},
                "podDisruptionBudget": {"enabled": False}},
     "existing-account": {"serviceAccount": {"create": False, "name": "exporter"}},
@@ -106,6 +141,8 @@ def test_every_object_is_namespaced_in_the_release_or_cluster_wide(helm: str, na
             assert "leader-election" not in o["metadata"]["name"]
         elif o["kind"] == "ConfigMap":
             assert ns == VALUE_SETS[name].get("dashboard", {}).get("namespace") or ns == "ops"
+        elif o["kind"] == "ServiceMonitor":
+            assert ns == (VALUE_SETS[name]["serviceMonitor"].get("namespace") or "ops")
         else:
             assert ns == "ops", (o["kind"], o["metadata"]["name"])
     for binding in (o for o in objects if o["kind"].endswith("RoleBinding")):
@@ -117,6 +154,18 @@ def test_chart_versions_follow_the_project() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == version
     assert chart["name"] == "flux-oci-trigger"
+
+
+def test_chart_metadata_names_the_project_and_the_oldest_kubernetes(helm: str) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    home = "https://gitlab.com/flux-oci-trigger/flux-oci-trigger"
+    assert chart["home"] == home and chart["sources"] == [home]
+    assert chart["maintainers"] == [{"name": "flux-oci-trigger maintainers", "url": home}]
+    assert chart["kubeVersion"] == ">=1.21.0-0"  # README: supported versions
+    message = template_error(helm, {}, "--kube-version", "1.20.15")
+    assert "incompatible with Kubernetes v1.20.15" in message
+    for version in ("1.21.0", "v1.30.2-eks-1234567"):  # a provider's build is a pre-release
+        assert template(helm, {}, args=("--kube-version", version))
 
 
 def test_defaults_run_two_replicas_cluster_wide_without_operator_objects(helm: str) -> None:
@@ -320,6 +369,172 @@ def test_an_existing_service_account(helm: str) -> None:
         assert binding["subjects"][0]["name"] == "exporter"
 
 
+# -- keys carried from kube-state-metrics' chart (kube-state-metrics-8.4.0) -----------------
+
+
+def test_service_monitor_takes_kube_state_metrics_endpoint_keys(helm: str) -> None:
+    monitor = one(template(helm, CARRIED), "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    # from its own namespace it still selects the Service in the release namespace
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["flux-oci-trigger"]}
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "http-metrics", "path": "/metrics", "interval": "1m",
+                        "scrapeTimeout": "20s", "honorLabels": True,
+                        "relabelings": RELABEL, "metricRelabelings": DROP}  # fmt: skip
+
+
+def test_service_monitor_keeps_its_older_keys(helm: str) -> None:
+    """labels (this chart's name) and additionalLabels (kube-state-metrics') both apply; an
+    empty interval leaves Prometheus' own, as in kube-state-metrics."""
+    monitor = {"enabled": True, "labels": {"a": "1", "release": "old"},
+               "additionalLabels": {"release": "kps"}, "interval": ""}  # fmt: skip
+    found = one(template(helm, {"serviceMonitor": monitor}), "ServiceMonitor")
+    assert found["metadata"]["namespace"] == "flux-oci-trigger"
+    assert "namespaceSelector" not in found["spec"]
+    assert {"a": "1", "release": "kps"}.items() <= found["metadata"]["labels"].items()
+    assert found["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics",
+                                           "honorLabels": True}]  # fmt: skip
+
+
+def test_global_image_registry_takes_precedence_over_image_registry(helm: str) -> None:
+    path = "flux-oci-trigger/flux-oci-trigger"
+    mirror = {"image": {"registry": "mirror.example.com:5000"}}
+    assert container(template(helm, mirror))["image"] == f"mirror.example.com:5000/{path}:0.1.0"
+    both = {**mirror, "global": {"imageRegistry": "harbor.example.com/proxy"}}
+    assert container(template(helm, both))["image"] == f"harbor.example.com/proxy/{path}:0.1.0"
+    pinned = {"global": {"imageRegistry": "harbor.example.com"}, "image": {"digest": DIGEST}}
+    assert container(template(helm, pinned))["image"] == f"harbor.example.com/{path}@{DIGEST}"
+    # no registry: the repository is the whole name, as before image.registry existed
+    whole = {"image": {"registry": "", "repository": "mirror.example.com/fot"}}
+    assert container(template(helm, whole))["image"] == "mirror.example.com/fot:0.1.0"
+    # a parent chart's other globals are its own business
+    assert template(helm, {"global": {"storageClass": "fast", "imageRegistry": ""}})
+
+
+def test_global_pull_secrets_come_first_by_name_or_map(helm: str) -> None:
+    values = {"global": {"imagePullSecrets": ["mirror", {"name": "other"}]},
+              "imagePullSecrets": ["regcred"]}  # fmt: skip
+    pod = one(template(helm, values), "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "mirror"}, {"name": "other"}, {"name": "regcred"}]
+
+
+@pytest.mark.parametrize("events", [False, True], ids=["metrics", "metrics-and-events"])
+def test_network_policy_admits_the_ports_the_pods_serve(helm: str, events: bool) -> None:
+    objects = template(helm, {"networkPolicy": {"enabled": True}, "events": {"enabled": events},
+                              "shards": ["shard1"]})  # fmt: skip
+    policy = one(objects, "NetworkPolicy")
+    ports = ["http-metrics", "http-events"] if events else ["http-metrics"]  # in this order
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "flux-oci-trigger"}},
+        "policyTypes": ["Ingress"],  # egress stays open: the API server, every registry
+        "ingress": [{"ports": [{"port": p, "protocol": "TCP"} for p in ports]}],
+    }
+    selector = policy["spec"]["podSelector"]["matchLabels"].items()
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        assert selector <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        (c,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert sorted(p["name"] for p in c["ports"]) == sorted(ports)
+    assert not [o for o in template(helm, {}) if o["kind"] == "NetworkPolicy"]
+
+
+def test_network_policy_rules_given_replace_the_defaults(helm: str) -> None:
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    prometheus = [{"from": [{"namespaceSelector": monitoring}],
+                   "ports": [{"port": "http-metrics"}]}]  # fmt: skip
+    egress = [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+              {"ports": [{"port": 53, "protocol": "UDP"}]}]  # fmt: skip
+    rules = {"enabled": True, "ingress": prometheus, "egress": egress}
+    policy = one(template(helm, {"networkPolicy": rules}), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == prometheus
+    assert policy["spec"]["egress"] == egress
+
+
+def test_common_labels_are_on_every_object_and_pod(helm: str) -> None:
+    rendered = template(helm, CARRIED) + template(
+        helm, {**CARRIED, "watchNamespaces": ["apps"], "shards": ["shard1"]})  # fmt: skip
+    kinds = {o["kind"] for o in rendered}
+    assert kinds == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                     "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+                     "ServiceMonitor", "PrometheusRule", "ConfigMap", "Secret", "Ingress",
+                     "NetworkPolicy"}  # fmt: skip
+    for o in rendered:
+        assert COMMON.items() <= o["metadata"]["labels"].items(), (o["kind"], o["metadata"])
+    for deployment in (o for o in rendered if o["kind"] == "Deployment"):
+        assert COMMON.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert not COMMON.keys() & deployment["spec"]["selector"]["matchLabels"].keys()
+    # an object's own labels win over the common ones
+    values = {"commonLabels": {"release": "common", "team": "platform"},
+              "podLabels": {"team": "pods"},
+              "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}  # fmt: skip
+    objects = template(helm, values)
+    assert one(objects, "ServiceMonitor")["metadata"]["labels"]["release"] == "kps"
+    assert one(objects, "Service")["metadata"]["labels"]["release"] == "common"
+    assert one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]["team"] == "pods"
+
+
+def test_service_annotations_are_on_the_metrics_service(helm: str) -> None:
+    objects = template(helm, CARRIED)
+    assert one(objects, "Service", "flux-oci-trigger")["metadata"]["annotations"] == {
+        "example.com/owner": "platform"}  # fmt: skip
+    assert "annotations" not in one(objects, "Service", "flux-oci-trigger-events")["metadata"]
+
+
+def test_the_token_is_mounted_in_the_pod_only_when_asked(helm: str) -> None:
+    """Unset by default (mounted); the ServiceAccount's off and the pod's on, as
+    kube-state-metrics allows; off in the pod only with a token mounted otherwise."""
+    objects = template(helm, {})
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert "automountServiceAccountToken" not in one(objects, "ServiceAccount")
+    assert "automountServiceAccountToken" not in pod
+    objects = template(helm, CARRIED)
+    assert one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    # what the API server would mount: a bound token, the cluster's CA, the namespace
+    ca = {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    namespace = {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+    token = {"name": "token", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+        {"configMap": ca}, {"downwardAPI": {"items": [namespace]}}]}}  # fmt: skip
+    mount = {"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+             "readOnly": True}  # fmt: skip
+    values = {"automountServiceAccountToken": False, "extraVolumes": [token],
+              "extraVolumeMounts": [mount]}  # fmt: skip
+    pod = one(template(helm, values), "Deployment")["spec"]["template"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["containers"][0]["volumeMounts"][-1] == mount
+
+
+def test_revision_history_limit_on_every_deployment(helm: str) -> None:
+    objects = template(helm, {"revisionHistoryLimit": 0, "shards": ["shard1"]})
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert [d["spec"]["revisionHistoryLimit"] for d in deployments] == [0, 0]
+    assert "revisionHistoryLimit" not in one(template(helm, {}), "Deployment")["spec"]
+
+
+def test_topology_spread_defaults_to_each_deployments_pods(helm: str) -> None:
+    zone = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule"}  # fmt: skip
+    given = {**zone, "topologyKey": "kubernetes.io/hostname",
+             "labelSelector": {"matchLabels": {"team": "platform"}}}  # fmt: skip
+    objects = template(helm, {"topologySpreadConstraints": [zone, given], "shards": ["shard1"]})
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        own = deployment["spec"]["selector"]
+        assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"] == [
+            {**zone, "labelSelector": own}, given]  # fmt: skip
+
+
+def test_extra_volumes_and_mounts_come_after_the_charts(helm: str) -> None:
+    objects = template(helm, CARRIED)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["events", "tmp", "corporate-ca"]
+    assert pod["volumes"][-1] == CA_VOLUME
+    assert pod["containers"][0]["volumeMounts"][-1] == CA_MOUNT
+    assert env(pod["containers"][0])["SSL_CERT_FILE"] == "/etc/ssl/corporate/ca.crt"
+
+
 # values.schema.json and the templates' own checks: each bad value fails rendering, and the
 # message names it.
 BAD_VALUES: list[tuple[Values, str]] = [
@@ -348,6 +563,55 @@ BAD_VALUES: list[tuple[Values, str]] = [
     ({"shards": ["s1"], "watchLabelSelector": "a=b"}, "set either shards or watchLabelSelector"),
     ({"leaderElection": {"enabled": False}}, "replicas > 1 needs leaderElection.enabled"),
     ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),
+    # keys carried from kube-state-metrics: typed, and checked where a wrong value would be
+    # accepted and ignored (or rejected later by an operator)
+    ({"prometheus": {"monitor": {"enabled": True}}}, "prometheus"),  # its spelling, not ours
+    ({"serviceMonitor": {"scrapeInterval": "30s"}}, "scrapeInterval"),
+    ({"serviceMonitor": {"scrapeTimeout": "10 s"}}, "/serviceMonitor/scrapeTimeout"),
+    (
+        {"serviceMonitor": {"enabled": True, "scrapeTimeout": "1m"}},
+        "serviceMonitor.scrapeTimeout 1m is longer than serviceMonitor.interval 30s",
+    ),
+    ({"serviceMonitor": {"relabelings": [{"source_labels": ["a"]}]}}, "source_labels"),
+    (
+        {"serviceMonitor": {"metricRelabelings": [{"action": "delete"}]}},
+        "/serviceMonitor/metricRelabelings/0/action",
+    ),
+    ({"serviceMonitor": {"namespace": "Monitoring"}}, "/serviceMonitor/namespace"),
+    (
+        {"serviceMonitor": {"additionalLabels": {"release": 1}}},
+        "/serviceMonitor/additionalLabels/release",
+    ),
+    ({"image": {"registry": "https://mirror.example.com"}}, "/image/registry"),
+    ({"image": {"repository": "mirror.example.com/fot"}}, "starts with a registry host"),
+    ({"global": {"imageRegistry": 1}}, "/global/imageRegistry"),
+    ({"global": {"imagePullSecrets": [{"nam": "x"}]}}, "/global/imagePullSecrets/0"),
+    ({"commonLabels": {"app.kubernetes.io/name": "x"}}, "'app.kubernetes.io/name'"),
+    ({"commonLabels": {"team": 1}}, "/commonLabels/team"),
+    ({"service": {"type": "LoadBalancer"}}, "'type' not allowed"),
+    ({"networkPolicy": {"enabled": True, "flavor": "cilium"}}, "'flavor' not allowed"),
+    (
+        {"networkPolicy": {"ingress": [{"from": [{"podSelectr": {}}]}]}},
+        "/networkPolicy/ingress/0/from/0",
+    ),
+    (
+        {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]},
+        "/topologySpreadConstraints/0",
+    ),
+    ({"extraVolumes": [{"name": "tmp", "emptyDir": {}}]}, "/extraVolumes/0/name"),
+    ({"extraVolumes": [{"name": "ca"}]}, "/extraVolumes/0"),
+    (
+        {"extraVolumeMounts": [{"name": "ca", "mountPath": "/tmp"}]},
+        "/extraVolumeMounts/0/mountPath",
+    ),
+    ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
+    ({"automountServiceAccountToken": "false"}, "/automountServiceAccountToken"),
+    ({"automountServiceAccountToken": False}, "the exporter needs its token"),
+    ({"serviceAccount": {"automountServiceAccountToken": False}}, "the exporter needs its token"),
+    (
+        {"serviceAccount": {"create": False, "name": "x", "automountServiceAccountToken": True}},
+        "applies to the ServiceAccount the chart creates",
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from devenv.tools import versions
 from tests.chart.render import LAYOUTS, Objects, documents, template
-from tests.chart.test_chart import VALUE_SETS
+from tests.chart.test_chart import CARRIED, VALUE_SETS
 from tests.ops.conftest import ROOT, kustomize
 
 KUBERNETES = ".".join(versions()["KUBERNETES_VERSION"].split(".")[:2])  # v1.35
@@ -26,7 +26,9 @@ IGNORED = {
     # port (the ingress controller), whose clients live in namespaces that differ from one
     # cluster to the next; it must reach the API server and every registry the Flux objects
     # name. A NetworkPolicy valid everywhere would allow all of that and protect nothing:
-    # write one for your cluster, with its Prometheus and ingress namespaces.
+    # the layouts have none, and the chart's (networkPolicy.enabled) admits only those ports,
+    # from the peers you name, and restricts egress only when given rules.
+    # test_the_chart_network_policy_passes runs this check on it.
     "pod-networkpolicy": "no portable NetworkPolicy",
     # The tag is a release version (or the image is pinned by digest): IfNotPresent starts
     # the same image without a registry round trip at every restart, so a registry outage
@@ -89,6 +91,19 @@ def test_the_chart_passes(helm: str, kube_score: str, name: str) -> None:
     else:
         assert found == []
     assert checked(scored) >= core
+
+
+def test_the_chart_network_policy_passes(helm: str, kube_score: str) -> None:
+    """networkPolicy.enabled covers the pods' ingress; kube-score wants egress declared too,
+    which egress: [{}] does (open, as kube-state-metrics' values suggest) and rules narrow."""
+    ignored = tuple(t for t in IGNORED if t != "pod-networkpolicy")
+    scored = score(kube_score, template(helm, CARRIED), ignored=ignored)
+    assert {(f[1], f[2]) for f in findings(scored)} == {
+        ("pod-networkpolicy", "The pod does not have a matching egress NetworkPolicy")}  # fmt: skip
+    declared = {**CARRIED, "networkPolicy": {"enabled": True, "egress": [{}]}}
+    scored = score(kube_score, template(helm, declared), ignored=ignored)
+    assert findings(scored) == []
+    assert checked(scored) >= {"pod-networkpolicy", "networkpolicy-targets-pod", *CORE_CHECKS}
 
 
 def test_each_exception_is_still_needed(kubectl: str, kube_score: str) -> None:

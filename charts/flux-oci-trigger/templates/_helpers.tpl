@@ -26,9 +26,22 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | tr
 
 {{/* The labels every object carries (the kustomize layouts' plus Helm's bookkeeping). */}}
 {{- define "fot.labels" -}}
-app.kubernetes.io/name: {{ include "fot.name" . }}
-app.kubernetes.io/part-of: flux-oci-trigger
-{{ include "fot.chartLabels" . }}
+{{- include "fot.objectLabels" (dict "root" . "labels" dict) -}}
+{{- end -}}
+
+{{/*
+An object's labels: the chart's own, then the object's ("labels", e.g. serviceMonitor.labels
+or app.kubernetes.io/component), then commonLabels; the first to set a key wins. Called with
+(dict "root" $ "labels" <map>) and, for the Namespace (no app name), "namespace" true.
+*/}}
+{{- define "fot.objectLabels" -}}
+{{- $root := .root -}}
+{{- $own := include "fot.chartLabels" $root | fromYaml -}}
+{{- $_ := set $own "app.kubernetes.io/part-of" "flux-oci-trigger" -}}
+{{- if not .namespace -}}
+{{- $_ := set $own "app.kubernetes.io/name" (include "fot.name" $root) -}}
+{{- end -}}
+{{- toYaml (merge $own (.labels | default dict) ($root.Values.commonLabels | default dict)) -}}
 {{- end -}}
 
 {{- define "fot.selectorLabels" -}}
@@ -47,12 +60,48 @@ app.kubernetes.io/name: {{ include "fot.name" . }}
 {{- default (printf "%s-events" (include "fot.fullname" .)) .Values.events.secret.name -}}
 {{- end -}}
 
+{{/*
+registry/repository:tag as kube-state-metrics builds it (global.imageRegistry first, then
+image.registry); a digest replaces the tag. With no registry, repository is the whole name.
+*/}}
 {{- define "fot.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $registry := dig "imageRegistry" "" (.Values.global | default dict) | default .Values.image.registry -}}
+{{- $name := .Values.image.repository -}}
+{{- with $registry -}}
+{{- $first := first (splitList "/" $name) -}}
+{{- if and (contains "/" $name) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- fail (printf "image.repository %q starts with a registry host while the registry is %q: put the host in image.registry (or set image.registry to \"\" to use image.repository as the whole name)" $name .) -}}
 {{- end -}}
+{{- $name = printf "%s/%s" . $name -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $name .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $name (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* global.imagePullSecrets then imagePullSecrets, names or {name: ...} maps (as
+kube-state-metrics takes them), as a list of LocalObjectReferences. */}}
+{{- define "fot.imagePullSecrets" -}}
+{{- $secrets := list -}}
+{{- range concat (dig "imagePullSecrets" list (.Values.global | default dict)) .Values.imagePullSecrets -}}
+{{- $secrets = append $secrets (kindIs "string" . | ternary (dict "name" .) .) -}}
+{{- end -}}
+{{- with $secrets -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A Prometheus duration (1h30m, 500ms) in milliseconds. */}}
+{{- define "fot.durationMs" -}}
+{{- $ms := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|[ywdhms])" . -1 -}}
+{{- $unit := regexFind "(ms|[ywdhms])$" . -}}
+{{- $total = add $total (mul (trimSuffix $unit . | int64) (get $ms $unit)) -}}
+{{- end -}}
+{{- $total -}}
 {{- end -}}
 
 {{/*
