@@ -1,7 +1,9 @@
-"""Rendering the chart with helm, and the value sets that mirror the kustomize layouts."""
+"""Rendering the chart with helm, the value sets that mirror the kustomize layouts, and the
+chart packaged and pushed to a registry as a release publishes it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import yaml
 from tests.ops.conftest import ROOT
 
 CHART = ROOT / "charts" / "flux-oci-trigger"
+CHART_VERSION: str = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 RELEASE = NAMESPACE = "flux-oci-trigger"
 # The labels the chart adds for Helm's own bookkeeping, on every object's metadata: the only
 # difference from the kustomize layouts the parity tests allow. Nothing selects by them.
@@ -74,3 +77,23 @@ def documents(objects: Objects) -> str:
 def write(path: Path, objects: Objects) -> Path:
     path.write_text(documents(objects))
     return path
+
+
+def helm_env(home: Path) -> dict[str, str]:
+    """The environment for a helm that keeps its cache, configuration and registry
+    credentials under ``home``: pulling a chart leaves nothing in the user's directories."""
+    dirs = {"HELM_CACHE_HOME": "cache", "HELM_CONFIG_HOME": "config", "HELM_DATA_HOME": "data"}
+    return {**os.environ, **{k: str(home / v) for k, v in dirs.items()}}
+
+
+def push_chart(helm: str, host: str, workdir: Path) -> str:
+    """``helm package`` the chart and ``helm push`` it to oci://HOST/charts (plain HTTP), as a
+    release publishes it; returns what users install: oci://HOST/charts/flux-oci-trigger."""
+    env = helm_env(workdir)
+    for args in (["package", str(CHART), "--destination", str(workdir)],
+                 ["push", str(workdir / f"flux-oci-trigger-{CHART_VERSION}.tgz"),
+                  f"oci://{host}/charts", "--plain-http"]):  # fmt: skip
+        out = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Pushed: {host}/charts/flux-oci-trigger:{CHART_VERSION}" in out.stdout, out.stdout
+    return f"oci://{host}/charts/flux-oci-trigger"

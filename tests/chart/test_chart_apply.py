@@ -3,7 +3,8 @@
 Uses the session's control plane and the ``prepared`` fixture of
 tests/ops/test_manifests_apply.py (monitoring CRDs, the flux-oci-trigger Namespace and
 ServiceAccount, for real). Each value set is validated strictly (field validation,
-admission, RBAC escalation checks); then helm installs one release for real and
+admission, RBAC escalation checks); then helm installs one release for real, as users do:
+the chart packaged, pushed to the session's registry and installed from oci://, and
 uninstalls it.
 """
 
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devenv.registry import RunningRegistry
 from devenv.tools import versions
-from tests.chart.render import CHART, LAYOUTS, Objects, template
+from tests.chart.render import CHART_VERSION, LAYOUTS, Objects, helm_env, push_chart, template
 from tests.chart.test_chart import VALUE_SETS
 from tests.ops.test_manifests_apply import _dry_run, _run, kubeconfig, prepared
 
@@ -90,13 +92,16 @@ def test_pod_is_admitted_under_restricted_pod_security(
     assert code != 0 and "restricted" in out, out
 
 
-def test_helm_installs_and_uninstalls_a_release(
-    cluster: str, kubectl: str, helm: str, tmp_path: Path
+@pytest.mark.registry
+def test_helm_installs_from_oci_and_uninstalls_a_release(
+    cluster: str, kubectl: str, helm: str, registry: RunningRegistry, tmp_path: Path
 ) -> None:
-    """helm itself against the API server: install (namespace created by helm), the objects
-    are there, uninstall removes them. Another release name, so no object is shared with
-    the kustomize tests."""
+    """helm itself against the API server, with the chart as a release publishes it:
+    `helm package`, `helm push` to oci://, then `helm install oci://... --version` (namespace
+    created by helm); the objects are there, uninstall removes them. Another release name,
+    so no object is shared with the kustomize tests."""
     release, ns = "fot-live", "chart-live"
+    chart = push_chart(helm, registry.host, tmp_path)
     values = tmp_path / "values.yaml"
     events = {
         "enabled": True,
@@ -106,9 +111,12 @@ def test_helm_installs_and_uninstalls_a_release(
     values.write_text(yaml.safe_dump({**LAYOUTS["events"], "events": events,
                                       "namespace": {"create": False}}))  # fmt: skip
     h = [helm, "--kubeconfig", cluster]
-    code, out = _run([*h, "install", release, str(CHART), "--namespace", ns,
-                      "--create-namespace", "--values", str(values)])  # fmt: skip
-    assert code == 0, out
+    install = subprocess.run(
+        [*h, "install", release, chart, "--version", CHART_VERSION, "--plain-http",
+         "--namespace", ns, "--create-namespace", "--values", str(values)],
+        capture_output=True, text=True, timeout=180, env=helm_env(tmp_path),
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout + install.stderr
     try:
         code, out = _run([kubectl, "--kubeconfig", cluster, "-n", ns, "get",
                           "deployment,service,secret,servicemonitor,prometheusrule,role",
@@ -122,6 +130,10 @@ def test_helm_installs_and_uninstalls_a_release(
             assert expected in out.split(), out
         code, out = _run([kubectl, "--kubeconfig", cluster, "get", "clusterrole", name])
         assert code == 0, out
+        code, out = _run([*h, "list", "--namespace", ns, "--output", "json"])
+        assert code == 0, out
+        (listed,) = json.loads(out)
+        assert listed["chart"] == f"flux-oci-trigger-{CHART_VERSION}", listed
     finally:
         code, out = _run([*h, "uninstall", release, "--namespace", ns, "--wait"])
     assert code == 0, out
