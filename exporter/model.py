@@ -66,6 +66,15 @@ class EventResult(StrEnum):
     INVALID = "invalid"  # not the documented shape or content type: refused
 
 
+class Delivery(StrEnum):
+    """What became of an Event posted to Flux (``flux_oci_flux_events_total{result}``)."""
+
+    SENT = "sent"  # accepted by notification-controller
+    DUPLICATE = "duplicate"  # HTTP 429: it drops a repeat within its rate-limit interval
+    FAILED = "failed"  # no 2xx after the retries (or a 4xx, not retried)
+    DROPPED = "dropped"  # the queue was full: the oldest waiting event went
+
+
 @dataclass(frozen=True)
 class TagRule:
     """How Flux picks a tag from a repository's tag list."""

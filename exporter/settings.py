@@ -37,6 +37,7 @@ _ADDRESS = re.compile(
     r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})"
 )
 _EVERY_ADDRESS = "0.0.0.0"
+_URL = re.compile(r"https?://[^\s/?#@]*@?[^\s/?#@]+(?:[/?#]\S*)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,15 @@ def _address_or_off(value: object) -> Address | None:
     return None if value == "" else _address(value)
 
 
+def _url_or_off(value: object) -> str:
+    """An ``http://`` or ``https://`` URL with a host, or ``""``; the value is not echoed
+    (a URL may carry a token)."""
+    text = _text(value).strip()
+    if text and not _URL.fullmatch(text):
+        raise ValueError("the value is not an http:// or https:// URL with a host")
+    return text
+
+
 def _log_format(value: object) -> str:
     """``text`` or ``json``; ``console`` is Flux's ``--log-encoding`` name for text."""
     text = _text(value).strip()
@@ -201,6 +211,7 @@ RATE: Kind[float] = Kind(_positive_float, metavar="NUMBER", show=lambda n: f"{n:
 COUNT: Kind[int] = Kind(_positive_int, metavar="N")
 ADDRESS: Kind[Address] = Kind(_address)
 ADDRESS_OR_OFF: Kind[Address | None] = Kind(_address_or_off)
+URL_OR_OFF: Kind[str] = Kind(_url_or_off, metavar="URL")
 NAMESPACES: Kind[tuple[str, ...]] = Kind(_namespaces, many=True)
 LOG_FORMAT: Kind[str] = Kind(_log_format, choices=(*LOG_FORMATS, "console"))
 LOG_LEVEL: Kind[str] = Kind(_text, choices=LOG_LEVELS)
@@ -306,6 +317,16 @@ class Settings:
         "registry.gitlab.com", TEXT, "GitLab registry host the projects of GitLab hooks live on."
     )
     """The GitLab container registry host a GitLab webhook's project paths live on."""
+    events_addr: str = setting(
+        "",
+        URL_OR_OFF,
+        "Also POST every Event, in Flux's format, to this notification-controller URL.",
+        shown="off",
+    )
+    """Flux's flag of the same name: every Event recorded is also POSTed, as Flux's
+    controllers post theirs, to notification-controller's event endpoint (in a cluster,
+    ``http://notification-controller.flux-system.svc.cluster.local./``), so that a Flux
+    ``Alert`` routes it; empty: off. Never in a dry run."""
     watch_label_selector: str = setting(
         "",
         TEXT,

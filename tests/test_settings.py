@@ -160,6 +160,7 @@ def test_defaults_are_shown_as_their_flags_take_them() -> None:
         "kubeconfig",
         "namespaces",
         "events_listen",
+        "events_addr",
         "watch_label_selector",
         "leader_election_namespace",
         "leader_election_id",
@@ -204,6 +205,29 @@ def test_the_events_listener_is_off_unless_given_an_address() -> None:
     assert from_sources({"events_listen": ""}, {}).events_listen is None
     on = from_sources({}, {"FLUX_OCI_TRIGGER_EVENTS_LISTEN": "[::]:9799"})
     assert on.events_listen == Address("::", 9799)
+
+
+def test_flux_events_go_to_an_http_url_given_as_fluxs_flag_or_nowhere() -> None:
+    flux_events = next(s for s in SETTINGS if s.name == "events_addr")
+    assert (flux_events.flag, flux_events.shown) == ("--events-addr", "off")
+    assert flux_events.variable == "FLUX_OCI_TRIGGER_EVENTS_ADDR"
+    assert from_sources({}, {}).events_addr == ""
+    address = "http://notification-controller.flux-system.svc.cluster.local./"
+    assert from_sources({}, {"FLUX_OCI_TRIGGER_EVENTS_ADDR": address}).events_addr == address
+    assert from_sources({"events_addr": "https://[::1]:9090"}, {}).events_addr
+
+
+@pytest.mark.parametrize(
+    "text", ["notification-controller:9090", "ftp://host/", "http://", "http:// host", "http://a b"]
+)
+def test_an_events_address_that_is_not_an_http_url_is_refused_without_echoing_it(
+    text: str,
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_sources({"events_addr": text}, {})
+    assert caught.value.problems == (
+        "--events-addr: the value is not an http:// or https:// URL with a host",
+    )
 
 
 @pytest.mark.parametrize(

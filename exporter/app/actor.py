@@ -34,8 +34,40 @@ class Patcher(Protocol):
 
 class EventSink(Protocol):
     def event(
-        self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False
-    ) -> None: ...
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
+        """Record it; ``revision``: the one the Event is about, when there is one."""
+        ...
+
+
+class EventSinks:
+    """Every Event to each sink in turn (Flux's notification-controller, the API server);
+    one sink's bug does not keep the Event from the others."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self._sinks = sinks
+
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
+        for sink in self._sinks:
+            try:
+                sink.event(ref, reason, message, warning=warning, revision=revision)
+            except Exception:  # the sinks handle their failures; this is a bug
+                log.exception("recording %s on %s %s/%s failed unexpectedly",
+                              reason, ref.resource.kind, ref.namespace, ref.name)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +96,7 @@ class _Event:
     reason: str
     message: str
     warning: bool
+    revision: str
 
 
 class Actor:
@@ -87,8 +120,16 @@ class Actor:
     def patch(self, patch: Patch) -> None:
         self._queue.put(patch)
 
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
-        self._queue.put(_Event(ref, reason, message, warning))
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
+        self._queue.put(_Event(ref, reason, message, warning, revision))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is done (``check``, ``--once``, tests)."""
@@ -119,8 +160,9 @@ class Actor:
                     self._do_patch(action)
                 elif self._leading():
                     self._events.event(
-                        action.ref, action.reason, action.message, warning=action.warning
-                    )
+                        action.ref, action.reason, action.message,
+                        warning=action.warning, revision=action.revision,
+                    )  # fmt: skip
             except Exception:  # the sinks handle their failures; this is a bug
                 log.exception("side effect failed unexpectedly")
                 if isinstance(action, Patch):  # the engine must hear of it, or wait for ever
@@ -151,4 +193,5 @@ class Actor:
                 patch.ref, "ReconcileRequested",
                 f"new artifact {patch.revision} (applied: {patch.applied}); "
                 "reconciliation requested",
+                revision=patch.revision,
             )  # fmt: skip

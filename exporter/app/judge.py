@@ -87,4 +87,5 @@ class Judge:
             source.id.name,
             uid=source.uid,
             resource_version=source.resource_version,
+            event_annotations=source.event_annotations,
         )

@@ -70,8 +70,9 @@ class Recorder:
             if decision.message not in reported:
                 log.warning("%s is %s: %s", source.id, decision.state.value, decision.message,
                             extra=source.id.log_fields(decision.target_revision))  # fmt: skip
+                revision = decision.target_revision or ""  # the freshest, when known
                 self._events.event(ref, _event_reason(decision.state), decision.message,
-                                   warning=True)  # fmt: skip
+                                   warning=True, revision=revision)  # fmt: skip
                 reported = (*reported, decision.message)[-MAX_REPORTED:]
         target = source if isinstance(source, Target) else None
         ok_check = isinstance(observation, Fresh | NoMatch)
@@ -119,7 +120,15 @@ def _rule_text(target: Target | None) -> str:
 
 
 class _NoEvents:
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
         return  # the log line that goes with every Event still tells
 
 

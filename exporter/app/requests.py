@@ -85,7 +85,8 @@ class Requests:
         wait = self._backoff.delay(failures)
         if failures == 1:
             self._actor.event(outcome.patch.ref, "ReconcileRequestFailed",
-                              f"{outcome.error}; retrying with back-off", warning=True)  # fmt: skip
+                              f"{outcome.error}; retrying with back-off", warning=True,
+                              revision=outcome.patch.revision)  # fmt: skip
         log.warning("%s: the reconcile request will be tried again in %.0fs (failure %d)",
                     t.source.id, wait, failures, extra=t.source.id.log_fields())  # fmt: skip
         return replace(t, patch_failures=failures, not_before=self._clock() + wait)

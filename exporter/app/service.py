@@ -18,6 +18,7 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from exporter.app.actor import EventSink, EventSinks
 from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
 from exporter.app.notifications import EVENTS, NotificationChannel
@@ -28,6 +29,7 @@ from exporter.core.hooks import HookSource
 from exporter.kube.access import AccessResolver
 from exporter.kube.discovery import Resource, discover
 from exporter.kube.errors import KubeError, config_reason
+from exporter.kube.flux_events import FluxEvents, shown_address
 from exporter.kube.identity import identity, lease_name, lease_namespace, shard_of
 from exporter.kube.informer import ApiListWatch, Informer
 from exporter.kube.leader import Leadership
@@ -104,13 +106,14 @@ class Service:
         self.cache = TagCache(self.registry, ttl=settings.tag_ttl, clock=time.monotonic)
         self.store = StateStore()
         self.metrics.attach(self.cache.stats)
+        self.identity = identity(os.environ)  # the Lease holder, the Events' reportingInstance
         self.leadership: Leadership | None = None
         if settings.leader_elect and not settings.once:
             self.leadership = Leadership(
                 self.api,
                 namespace=lease_namespace(settings.leader_election_namespace),
                 name=lease_name(settings.leader_election_id, settings.watch_label_selector),
-                identity=identity(os.environ),
+                identity=self.identity,
                 on_change=self._lead_changed,
                 lease=settings.leader_election_lease_duration,
                 renew_deadline=settings.leader_election_renew_deadline,
@@ -135,15 +138,29 @@ class Service:
             for namespace in (settings.namespaces or (None,))
         ]
         trigger = Trigger(
-            self.api, annotation_prefix=settings.annotation_prefix, rate=settings.patch_rate
+            self.api,
+            annotation_prefix=settings.annotation_prefix,
+            rate=settings.patch_rate,
+            instance=self.identity,
         )
+        dry_run = settings.dry_run if dry_run is None else dry_run
+        events: EventSink = trigger
+        self.flux_events: FluxEvents | None = None
+        if settings.events_addr and not dry_run:  # a dry run sends nothing anywhere
+            self.flux_events = FluxEvents(
+                settings.events_addr, instance=self.identity, observer=self.metrics
+            )
+            self.metrics.flux_events_enabled()
+            events = EventSinks(self.flux_events, trigger)  # queued first: never waits
+            log.info("Events also go to Flux's notification-controller at %s",
+                     shown_address(settings.events_addr))  # fmt: skip
         self.workers = HostWorkers(settings.registry_concurrency)
         self.engine = Engine(
             EngineConfig(
                 prefix=settings.annotation_prefix,
                 min_interval=settings.min_interval,
                 default_interval=settings.interval,
-                dry_run=settings.dry_run if dry_run is None else dry_run,
+                dry_run=dry_run,
                 backoff=Backoff(settings.stuck_backoff_min, settings.stuck_backoff_max),
                 stall_after=max(120.0, settings.interval * 3),
                 event_gap=settings.event_gap,
@@ -154,7 +171,7 @@ class Service:
             cache=self.cache,
             access=AccessResolver(self.api, clock=time.monotonic),
             patcher=trigger,
-            events=trigger,
+            events=events,
             store=self.store,
             observer=self.metrics,
             workers=self.workers,
@@ -297,7 +314,9 @@ class Service:
             informer.join(deadline - time.monotonic())
         if self.notifications is not None:
             self.notifications.join(deadline - time.monotonic())
-        self.engine.stop()
+        self.engine.stop()  # the actor's last Events first, then their copies to Flux
+        if self.flux_events is not None:
+            self.flux_events.stop(timeout=2.0)
         self.workers.stop(timeout=2.0)
         self.exposition.stop()
         self.registry.close()

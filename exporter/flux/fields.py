@@ -15,6 +15,7 @@ from exporter.flux.annotations import (
     ENABLED,
     opted_out,
 )
+from exporter.flux.events import forwarded_annotations
 from exporter.flux.revision import (
     AppliedRevision,
     RevisionProblem,
@@ -128,6 +129,7 @@ def status_fields(obj: Obj) -> dict[str, Any]:
         "api_version": text(obj, "apiVersion") or "",
         "uid": text(obj, "metadata", "uid"),
         "resource_version": text(obj, "metadata", "resourceVersion"),
+        "event_annotations": forwarded_annotations(annotations),
         "suspended": flag(obj, "spec", "suspend"),
         "artifact_updated_at": text(obj, "status", "artifact", "lastUpdateTime"),
         "ready": ready,

@@ -117,6 +117,7 @@ def helm_chart_target(
             tuple(problems),
             uid=fields["uid"],
             resource_version=fields["resource_version"],
+            event_annotations=fields["event_annotations"],
         )
     unsupported = unsupported_reason(repo.access)
     if unsupported is not None:
@@ -128,6 +129,7 @@ def helm_chart_target(
             (f"{where}: {unsupported}",),
             uid=fields["uid"],
             resource_version=fields["resource_version"],
+            event_annotations=fields["event_annotations"],
         )
     version = (text(chart, "spec", "version") or "*").strip() or "*"
     if version != "*" and is_pinned_chart_version(version, tag_parsing):

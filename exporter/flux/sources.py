@@ -99,6 +99,7 @@ def oci_repository_target(
             tuple(problems),
             uid=fields["uid"],
             resource_version=fields["resource_version"],
+            event_annotations=fields["event_annotations"],
         )
     unsupported = unsupported_reason(access)
     if unsupported is not None:
@@ -110,6 +111,7 @@ def oci_repository_target(
             (unsupported,),
             uid=fields["uid"],
             resource_version=fields["resource_version"],
+            event_annotations=fields["event_annotations"],
         )
     raw = text(obj, "status", "artifact", "revision")
     return Target(

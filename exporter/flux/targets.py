@@ -124,6 +124,7 @@ class Target:
     warnings: tuple[str, ...] = ()
     uid: str | None = None  # the object's, for Events (kubectl describe matches on it)
     resource_version: str | None = None
+    event_annotations: tuple[tuple[str, str], ...] = ()  # event.toolkit.fluxcd.io/*, for Flux
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +139,4 @@ class SourceProblem:
     problems: tuple[str, ...]
     uid: str | None = None  # the object's, for Events (kubectl describe matches on it)
     resource_version: str | None = None
+    event_annotations: tuple[tuple[str, str], ...] = ()  # event.toolkit.fluxcd.io/*, for Flux

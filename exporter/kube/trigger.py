@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from exporter.flux.events import event_metadata
 from exporter.kube.discovery import Resource
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ObjectRef:
     name: str
     uid: str | None = None
     resource_version: str | None = None
+    event_annotations: tuple[tuple[str, str], ...] = ()  # the object's, Flux forwards them
 
 
 class RateLimiter:
@@ -88,8 +90,10 @@ class Trigger:
         *,
         annotation_prefix: str,
         rate: float,
+        instance: str = COMPONENT,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._instance = instance[:128]  # the replica (exporter.kube.identity), API's limit
         self._custom = k8s.CustomObjectsApi(api)
         self._core = k8s.CoreV1Api(api)
         self._revision_key = f"{annotation_prefix}requested-revision"
@@ -130,13 +134,26 @@ class Trigger:
             ) from None
         return True
 
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
-        """Record an Event on the object; failures are logged, never raised."""
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
+        """Record an Event on the object; failures are logged, never raised. Its
+        annotations are the metadata Flux's controllers put there too (the revision under
+        the object's group, the object's ``event.toolkit.fluxcd.io/*`` annotations)."""
         now = self._wall_clock()
         stamp = datetime.fromtimestamp(now, tz=UTC)
+        metadata = event_metadata(ref.resource.api_version, revision, ref.event_annotations)
         body = k8s.CoreV1Event(
             metadata=k8s.V1ObjectMeta(
-                name=f"{ref.name}.{int(now * 1e9):x}", namespace=ref.namespace
+                name=f"{ref.name}.{int(now * 1e9):x}",
+                namespace=ref.namespace,
+                annotations=metadata or None,
             ),
             involved_object=k8s.V1ObjectReference(
                 api_version=ref.resource.api_version,
@@ -151,7 +168,7 @@ class Trigger:
             type="Warning" if warning else "Normal",
             source=k8s.V1EventSource(component=COMPONENT),
             reporting_component=COMPONENT,
-            reporting_instance=COMPONENT,
+            reporting_instance=self._instance,
             first_timestamp=stamp,
             last_timestamp=stamp,
             count=1,

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.model import ErrorReason, EventResult
+from exporter.model import Delivery, ErrorReason, EventResult
 from exporter.registry.cache import CacheStats
 
 # what a failed check is counted under, each exported from 0: its target's ErrorReason, or
@@ -130,6 +130,14 @@ class Metrics:
             buckets=EVENT_BUCKETS,
             registry=r,
         )
+        self.flux_events = Counter(
+            "flux_oci_flux_events",
+            "Events posted to Flux's notification-controller (--events-addr), by result: sent, "
+            "duplicate (HTTP 429: it drops a repeat), failed (after retries), dropped (the "
+            "queue was full).",
+            ["result"],
+            registry=r,
+        )
         self.kube_lists = Counter(
             "flux_oci_kube_lists",
             "LIST calls to the Kubernetes API server: one per resource at start, then one per "
@@ -151,6 +159,11 @@ class Metrics:
             for result in EventResult:
                 self.events_received.labels(source, result)
 
+    def flux_events_enabled(self) -> None:
+        """Export the Flux events counters from 0 (only when --events-addr is set)."""
+        for result in Delivery:
+            self.flux_events.labels(result)
+
     def kube_resources(self, resources: Iterable[str]) -> None:
         """Export the Kubernetes counters from 0 for every resource watched."""
         for resource in resources:
@@ -166,6 +179,10 @@ class Metrics:
 
     def event_to_request(self, seconds: float) -> None:
         self.event_to_request_seconds.observe(seconds)
+
+    # FluxEventsObserver
+    def flux_event(self, result: Delivery) -> None:
+        self.flux_events.labels(result).inc()
 
     # CheckObserver
     def check_failed(self, reason: ErrorReason) -> None:

@@ -124,6 +124,7 @@ class FakeKube:
     gone: set[str] = field(default_factory=set)
     patch_gate: threading.Event | None = None
     refs: list[ObjectRef] = field(default_factory=list)  # of the Events
+    revisions: list[str] = field(default_factory=list)  # of the Events
 
     def wait_turn(self) -> None:
         return  # no rate limit in the fake
@@ -138,9 +139,18 @@ class FakeKube:
         self.patches.append((ref.name, token, revision))
         return True
 
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
         self.events.append((ref.name, reason, message))
         self.refs.append(ref)
+        self.revisions.append(revision)
 
 
 def oci(

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 
+from exporter.app.actor import EventSinks
 from exporter.flux.policy import TagParsing
+from exporter.kube.trigger import ObjectRef
 from exporter.registry.errors import (
     RegistryProtocolError,
     RegistryRateLimited,
     RegistryUnavailable,
 )
-from tests.app.fakes import DIGEST, FakeKube, FakeRegistry, oci, rig
+from tests.app.fakes import DIGEST, RESOURCES, FakeKube, FakeRegistry, oci, rig
 
 A, B = "a.example", "b.example"
 OLD = "1.0.0@sha256:" + "0" * 64
@@ -36,12 +38,32 @@ def test_a_behind_target_is_requested_once_with_its_event() -> None:
         assert r.store.snapshot().requests[r.store.snapshot().targets[0].id] == 1
 
 
-def test_events_name_the_object_by_uid_and_resource_version() -> None:
+def test_events_name_the_object_by_uid_and_resource_version_and_the_revision() -> None:
     reg = FakeRegistry(tags={f"{A}/app": ["1.0.0", "1.1.0"]})
+    annotations = {"oci-trigger.gitlab.com/enabled": "true", "event.toolkit.fluxcd.io/env": "prod"}
+    app = oci("app", f"oci://{A}/app", applied=OLD, rv="7", annotations=annotations)
     with rig(registry=reg) as r:
-        r.engine.sync({"OCIRepository": [oci("app", f"oci://{A}/app", applied=OLD, rv="7")]})
+        r.engine.sync({"OCIRepository": [app]})
         r.until(lambda: len(r.kube.events) == 1)
         assert (r.kube.refs[0].uid, r.kube.refs[0].resource_version) == ("uid-apps-app", "7")
+        assert r.kube.refs[0].event_annotations == (("event.toolkit.fluxcd.io/env", "prod"),)
+        assert r.kube.revisions == [f"1.1.0@{DIGEST}"]  # the requested one
+
+
+def test_every_event_reaches_each_sink_in_turn_whatever_one_of_them_does() -> None:
+    first, second = FakeKube(), FakeKube()
+    ref = ObjectRef(RESOURCES["OCIRepository"], "apps", "app")
+    EventSinks(first, second).event(ref, "NoMatchingTag", "none", warning=True, revision="r")
+    assert first.events == second.events == [("app", "NoMatchingTag", "none")]
+    assert first.revisions == second.revisions == ["r"]
+
+    class Broken:
+        def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False,
+                  revision: str = "") -> None:  # fmt: skip
+            raise RuntimeError("a bug")
+
+    EventSinks(Broken(), second).event(ref, "ReconcileRequested", "new", revision="r2")
+    assert second.revisions == ["r", "r2"]
 
 
 def test_dry_run_decides_without_patching_or_events() -> None:
@@ -151,6 +173,7 @@ def test_a_refused_patch_backs_off_with_one_warning_event() -> None:
         r.until(lambda: sum(r.store.snapshot().request_errors.values()) == 2)
         warnings = [e for e in kube.events if e[1] == "ReconcileRequestFailed"]
         assert len(warnings) == 1 and "HTTP 500" in warnings[0][2]  # once, not per attempt
+        assert kube.revisions[kube.events.index(warnings[0])] == f"1.1.0@{DIGEST}"
         kube.fail = False
         now[0] += 121  # the second back-off: 2 min
         r.until(lambda: len(kube.patches) == 1)

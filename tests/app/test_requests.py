@@ -57,12 +57,22 @@ class FakeActor:
     def __init__(self) -> None:
         self.patches: list[Patch] = []
         self.events: list[tuple[ObjectRef, str, str, bool]] = []
+        self.revisions: list[str] = []
 
     def patch(self, patch: Patch) -> None:
         self.patches.append(patch)
 
-    def event(self, ref: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+    def event(
+        self,
+        ref: ObjectRef,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        revision: str = "",
+    ) -> None:
         self.events.append((ref, reason, message, warning))
+        self.revisions.append(revision)
 
 
 class Observer:
@@ -177,6 +187,7 @@ def test_a_failed_request_backs_off_with_one_warning_per_spell() -> None:
         (REF, "ReconcileRequestFailed",
          "patch of app failed: HTTP 500; retrying with back-off", True),
     ]  # fmt: skip
+    assert s.actor.revisions == [REVISION]  # the one the request was for
     s.now = T0 + 61
     again = s.requests.outcome(s.requests.request(failed, DECISION, REF, None), patched(ok=False))
     assert again is not None

@@ -29,6 +29,7 @@ SAMPLES: dict[str, tuple[list[str], str]] = {
     "listen": (["--listen", "[::1]:8080"], "[::1]:8080"),
     "events_listen": (["--events-listen", ":9799"], ":9799"),
     "gitlab_registry": (["--gitlab-registry", "gitlab.example.com"], "gitlab.example.com"),
+    "events_addr": (["--events-addr", "http://nc.flux-system.svc/"], "http://nc.flux-system.svc/"),
     "watch_label_selector": (["--watch-label-selector", "shard=s1"], "shard=s1"),
     "leader_elect": (["--leader-elect"], "on"),
     "leader_election_namespace": (["--leader-election-namespace", "ops"], "ops"),

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.flux.targets import TargetId, TargetKind
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.instruments import CHECK_ERROR_REASONS, Metrics
-from exporter.model import ErrorReason, EventResult, State
+from exporter.model import Delivery, ErrorReason, EventResult, State
 from exporter.registry.cache import CacheStats
 from exporter.state import StateStore, TargetRow
 from exporter.web.endpoints import Endpoints, Format
@@ -150,6 +150,17 @@ def test_verdicts_export_the_label_values_dashboards_and_alerts_name() -> None:
     assert get("flux_oci_check_errors_total", {"reason": "auth"}) == 1
     results = {"source": "distribution", "result": "coalesced"}
     assert get("flux_oci_events_received_total", results) == 1
+
+
+def test_flux_events_are_counted_by_result_from_zero_only_when_on() -> None:
+    assert [d.value for d in Delivery] == ["sent", "duplicate", "failed", "dropped"]
+    metrics = Metrics()
+    get = metrics.registry.get_sample_value
+    assert get("flux_oci_flux_events_total", {"result": "failed"}) is None  # off: no series
+    metrics.flux_events_enabled()
+    assert all(get("flux_oci_flux_events_total", {"result": d}) == 0 for d in Delivery)
+    metrics.flux_event(Delivery.SENT)
+    assert get("flux_oci_flux_events_total", {"result": "sent"}) == 1
 
 
 def test_registry_observer_counts(setup: tuple[Metrics, StateStore]) -> None:

@@ -40,6 +40,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux_oci_kube_api_errors_total": ("counter", ("resource",)),
     "flux_oci_events_received_total": ("counter", ("source", "result")),
     "flux_oci_event_to_request_seconds": ("histogram", ()),
+    "flux_oci_flux_events_total": ("counter", ("result",)),
 }
 
 
@@ -121,6 +122,8 @@ def _lines(n: int, now: float) -> Iterator[str]:
     ):
         yield f"flux_oci_events_received_total{_labels(source=source, result=result)} {count}"
     yield from _histogram("flux_oci_event_to_request_seconds", 0.4, n)
+    for result, count in (("sent", n), ("duplicate", 0), ("failed", n // 10), ("dropped", 0)):
+        yield f"flux_oci_flux_events_total{_labels(result=result)} {count}"
     yield "process_resident_memory_bytes 5.24288e+07"
 
 
