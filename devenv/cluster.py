@@ -53,6 +53,7 @@ class Cluster:
     timings: dict[str, float] = field(default_factory=dict)
     _plane: kubeapi.ControlPlane | None = field(default=None, repr=False)
     _registry: RunningRegistry | None = field(default=None, repr=False)
+    flux_events_addr: str = ""  # notification-controller's events endpoint, once started
 
     @property
     def registry_url(self) -> str:
@@ -178,6 +179,22 @@ class Cluster:
         self.save()
         return controller.metrics_addr
 
+    def start_notification_controller(self) -> str:
+        """Start notification-controller (its CRDs installed first) unless it already runs;
+        returns its events endpoint, ``http://127.0.0.1:PORT/``. Stopped with the rest."""
+        name = flux.NOTIFICATION_CONTROLLER
+        if any(proc.name == name and proc.alive() for proc in self.procs):
+            return self.flux_events_addr
+        begin = time.monotonic()
+        controller, events = flux.start_notification_controller(self.kubeconfig, self.logs)
+        self.timings[name] = round(time.monotonic() - begin, 2)
+        self.procs = [proc for proc in self.procs if proc.name != name]
+        self.procs.append(controller.proc)
+        self.metrics[name] = controller.metrics_addr
+        self.flux_events_addr = f"http://{events}/"
+        self.save()
+        return self.flux_events_addr
+
     def add_scrape_target(self, job: str, target: str) -> None:
         prometheus.add_scrape_target(self.prometheus_config, self.prometheus_url, job, target)
 
@@ -208,6 +225,7 @@ class Cluster:
             "artifact_server": self.artifact_server,
             "metrics": self.metrics,
             "timings": self.timings,
+            "flux_events_addr": self.flux_events_addr,
             "processes": [proc.to_json() for proc in self.procs],
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -232,6 +250,7 @@ class Cluster:
             dict(state["metrics"]),
             [Proc.from_json(p) for p in state["processes"]],
             dict(state["timings"]),
+            flux_events_addr=state.get("flux_events_addr", ""),
         )
 
 

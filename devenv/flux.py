@@ -1,11 +1,11 @@
-"""Flux's source-controller, helm-controller and kustomize-controller as local processes
-against a kube-apiserver.
+"""Flux's source-controller, helm-controller, kustomize-controller and
+notification-controller as local processes against a kube-apiserver.
 
 There is no kubelet, so the controllers cannot run in pods: they run here with the admin
 kubeconfig, every port on loopback. source-controller serves its artifacts on
 ``storage_addr`` and advertises the same address, so helm-controller can download charts
-and kustomize-controller manifests. kustomize-controller is started only when asked for
-(:func:`start_kustomize_controller` installs its CRD first): most tests never need it.
+and kustomize-controller manifests. kustomize-controller and notification-controller are
+started only when asked for (their CRDs installed first): most tests never need them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from devenv.tools import tool_dir
 
 NAMESPACE = "flux-system"
 KUSTOMIZE_CONTROLLER = "kustomize-controller"
+NOTIFICATION_CONTROLLER = "notification-controller"
 
 
 def controller_binaries() -> dict[str, Path]:
@@ -28,15 +29,21 @@ def controller_binaries() -> dict[str, Path]:
     return {name: tool_dir(name) / name for name in ("source-controller", "helm-controller")}
 
 
+def missing_controller(name: str) -> list[str]:
+    """What starting an on-demand controller (kustomize-controller,
+    notification-controller) needs and is not built: its binary, its CRDs."""
+    directory = tool_dir(name)
+    missing = []
+    if not (directory / name).is_file():
+        missing.append(f"{name} ({directory / name})")
+    if not any((directory / "crds").glob("*.yaml")):
+        missing.append(f"CRDs of {name} ({directory / 'crds'})")
+    return missing
+
+
 def missing_kustomize_controller() -> list[str]:
     """What :func:`start_kustomize_controller` needs and is not built."""
-    directory = tool_dir(KUSTOMIZE_CONTROLLER)
-    missing = []
-    if not (directory / KUSTOMIZE_CONTROLLER).is_file():
-        missing.append(f"{KUSTOMIZE_CONTROLLER} ({directory / KUSTOMIZE_CONTROLLER})")
-    if not any((directory / "crds").glob("*.yaml")):
-        missing.append(f"CRDs of {KUSTOMIZE_CONTROLLER} ({directory / 'crds'})")
-    return missing
+    return missing_controller(KUSTOMIZE_CONTROLLER)
 
 
 @dataclass
@@ -109,3 +116,20 @@ def start_kustomize_controller(kubeconfig: Path, logs: Path, timeout: float = 60
     crds = sorted((tool_dir(KUSTOMIZE_CONTROLLER) / "crds").glob("*.yaml"))
     apply_crds(kubeconfig, crds)
     return _start(KUSTOMIZE_CONTROLLER, [], kubeconfig, logs, timeout)
+
+
+def start_notification_controller(
+    kubeconfig: Path, logs: Path, timeout: float = 60.0
+) -> tuple[Controller, str]:
+    """Install the Alert, Provider and Receiver CRDs (once) and start
+    notification-controller; returns it and its event server's address ``127.0.0.1:PORT``
+    (what Flux's controllers get as ``--events-addr``)."""
+    missing = missing_controller(NOTIFICATION_CONTROLLER)
+    if missing:
+        raise FileNotFoundError(
+            f"not built: {', '.join(missing)} (run scripts/build-tools {NOTIFICATION_CONTROLLER})"
+        )
+    apply_crds(kubeconfig, sorted((tool_dir(NOTIFICATION_CONTROLLER) / "crds").glob("*.yaml")))
+    events = f"127.0.0.1:{free_port()}"
+    extra = [f"--events-addr={events}", f"--receiverAddr=127.0.0.1:{free_port()}"]
+    return _start(NOTIFICATION_CONTROLLER, extra, kubeconfig, logs, timeout), events

@@ -66,6 +66,7 @@ def tool_dir(name: str) -> Path:
         "source-controller": "SOURCE_CONTROLLER_VERSION",
         "helm-controller": "HELM_CONTROLLER_VERSION",
         "kustomize-controller": "KUSTOMIZE_CONTROLLER_VERSION",
+        "notification-controller": "NOTIFICATION_CONTROLLER_VERSION",
         "helm": "HELM_VERSION",
         "kube-score": "KUBE_SCORE_VERSION",
         "distribution": "DISTRIBUTION_VERSION",
