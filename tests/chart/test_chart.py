@@ -23,6 +23,7 @@ from tests.ops.conftest import ROOT
 
 IMAGE = "registry.gitlab.com/flux-oci-trigger/flux-oci-trigger"
 DIGEST = "sha256:" + "ab" * 32
+FLUX_EVENTS = "--events-addr=http://notification-controller.flux-system.svc.cluster.local./"
 
 TOKENS = {"gitlab": "t0ken-0123456789abcdef", "distribution": "Bearer 0123456789abcdef"}
 
@@ -177,7 +178,7 @@ def test_defaults_run_two_replicas_cluster_wide_without_operator_objects(helm: s
     assert deployment["spec"]["replicas"] == 2
     c = container(objects)
     assert c["image"] == f"{IMAGE}:0.1.0"
-    assert c["args"] == ["run", "--log-format", "json", "--leader-elect"]
+    assert c["args"] == ["run", "--log-format", "json", "--leader-elect", FLUX_EVENTS]
 
 
 def test_image_digest_and_tag(helm: str) -> None:
@@ -247,6 +248,14 @@ def test_without_leader_election_no_lease_role(helm: str) -> None:
     c = container(objects)
     assert "--leader-elect" not in c["args"]
     assert "POD_NAME" not in env(c)
+
+
+def test_flux_events_go_to_the_address_given_or_nowhere(helm: str) -> None:
+    address = "http://notification-controller.flux.svc:9090/"
+    c = container(template(helm, {"fluxEvents": {"address": address}}))
+    assert c["args"][-1] == f"--events-addr={address}"
+    c = container(template(helm, {"fluxEvents": {"address": ""}}))
+    assert not [a for a in c["args"] if a.startswith("--events-addr")]
 
 
 def test_events_with_a_created_secret(helm: str) -> None:
@@ -558,6 +567,7 @@ BAD_VALUES: list[tuple[Values, str]] = [
     ({"dashboard": {"labels": {"grafana_dashboard": 1}}}, "/dashboard/labels/grafana_dashboard"),
     ({"resources": {"limits": {"memroy": "1Gi"}}}, "memroy"),
     ({"extraArgs": [1]}, "/extraArgs/0"),
+    ({"fluxEvents": {"address": "notification-controller:9090"}}, "/fluxEvents/address"),
     ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
     ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),
     ({"shards": ["s1"], "watchLabelSelector": "a=b"}, "set either shards or watchLabelSelector"),

@@ -13,6 +13,7 @@ from tests.ops.conftest import ROOT, kustomize
 NAMESPACE = "flux-oci-trigger"
 IMAGE = "registry.gitlab.com/flux-oci-trigger/flux-oci-trigger"
 FLUX = "source.toolkit.fluxcd.io"
+FLUX_EVENTS = "--events-addr=http://notification-controller.flux-system.svc.cluster.local./"
 # (apiGroup, resource, verb): everything the exporter may do, and nothing else.
 PERMISSIONS = {
     *((FLUX, r, v) for r in ("ocirepositories", "helmrepositories", "helmcharts")
@@ -105,7 +106,7 @@ def test_deployment_runs_the_service_with_probes_on_the_metrics_port(
 ) -> None:
     (container,) = one(everything, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert container["args"][:1] == ["run"]
-    assert container["args"][1:] == ["--log-format", "json", "--leader-elect"]
+    assert container["args"][1:] == ["--log-format", "json", "--leader-elect", FLUX_EVENTS]
     assert container["ports"] == [
         {"name": "http-metrics", "containerPort": 9798, "protocol": "TCP"}
     ]
