@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
 from exporter.flux.fields import slim
+from exporter.kube import rest
 from exporter.kube.discovery import Resource
 from exporter.kube.errors import KubeError
 
@@ -82,7 +83,7 @@ class Informer:
         self._clock = clock
         self._fields = field_selector
         self._keep = keep or (lambda obj: obj)  # what the copy holds of each object
-        self._custom = k8s.CustomObjectsApi(api)
+        self._api = api
         self._selector = label_selector  # sharding: only matching objects, as Flux does
         self.resource = resource
         self.namespace = namespace
@@ -174,17 +175,22 @@ class Informer:
     def _what(self) -> str:
         return f"{self.resource.plural} in {self.namespace or 'all namespaces'}"
 
-    def _call(self, **kwargs: Any) -> Any:
+    def _call(self, *, watch: bool = False, timeout: rest.Timeout, **query: Any) -> Any:
+        """A LIST page's JSON or, with ``watch``, the WATCH's unread response. ``query``: the
+        API's parameters by their own names (``limit``, ``continue``, ``resourceVersion``)."""
         r = self.resource
-        if self._selector:
-            kwargs["label_selector"] = self._selector
-        if self._fields:
-            kwargs["field_selector"] = self._fields
+        params = {"group": r.group, "version": r.version, "plural": r.plural}
+        path = "/apis/{group}/{version}/{plural}"
         if self.namespace:
-            return self._custom.list_namespaced_custom_object(
-                r.group, r.version, self.namespace, r.plural, **kwargs
-            )
-        return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
+            params["namespace"] = self.namespace
+            path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+        query["labelSelector"] = self._selector or None
+        query["fieldSelector"] = self._fields or None
+        query["watch"] = watch or None
+        ordered = sorted(query.items())
+        if watch:
+            return rest.stream(self._api, path, params=params, query=ordered, timeout=timeout)
+        return rest.call(self._api, "GET", path, params=params, query=ordered, timeout=timeout)
 
     def _list(self) -> str:
         """LIST in pages of ``LIST_PAGE`` (as client-go's reflector does): ten thousand
@@ -193,10 +199,8 @@ class Informer:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "_request_timeout": (10, 60)}
-            if token:
-                kwargs["_continue"] = token
-            result = self._call(**kwargs)
+            page: dict[str, Any] = {"limit": LIST_PAGE, "continue": token}
+            result = self._call(timeout=(10, 60), **page)
             items.extend(_slim(o) for o in result.get("items") or [])
             meta = result.get("metadata") or {}
             token = meta.get("continue") or None
@@ -218,11 +222,10 @@ class Informer:
         try:
             resp = self._call(
                 watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                _preload_content=False,
-                _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
+                resourceVersion=resource_version,
+                allowWatchBookmarks=True,
+                timeoutSeconds=WATCH_TIMEOUT_SECONDS,
+                timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
             )
         except ApiException as exc:
             if exc.status == 410:  # some servers refuse an expired version before streaming
