@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -279,13 +280,32 @@ def _events(resp: Any) -> Iterator[Mapping[str, Any]]:
 
 def _slim(obj: Obj) -> Obj:
     """Keep what the exporter reads (``flux.fields.slim``): not ``managedFields``, kubectl's
-    copy of the object, or the status Flux writes for people (several KB per object)."""
+    copy of the object, or the status Flux writes for people (several KB per object);
+    and keep it with its strings shared (``_shared``)."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
             annotations.pop(LAST_APPLIED, None)
-    return slim(obj)
+    shared: Obj = _shared(slim(obj))
+    return shared
+
+
+def _shared(value: Any) -> Any:
+    """``value`` with every string interned. Objects repeat their keys and most of their
+    values (apiVersion, kind, namespace, annotations, interval, URL, ...), yet each
+    parsed object holds copies of its own, all of them when it came alone in a watch
+    event: measured on OCIRepositories, 1.5 KB kept per object instead of 2.1 KB from a
+    LIST page and 3.2 KB from a watch event."""
+    if isinstance(value, dict):
+        return {_intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return _intern(value)
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
