@@ -162,8 +162,10 @@ class Exposition:
         min_gap: float = 1.0,
         shard: str = "",
         leading: Callable[[], bool] = lambda: True,
+        rendered: Callable[[], object] = lambda: None,
     ) -> None:
         self._store = store
+        self._rendered_hook = rendered  # after each render of the thread's (memory upkeep)
         self._shard = shard
         self._leading = leading  # a standby serves none of these (no double counting)
         self._min_gap = min_gap
@@ -244,6 +246,7 @@ class Exposition:
                 continue
             started = time.perf_counter()
             version = self.render().version
+            self._rendered_hook()
             credit -= time.perf_counter() - started
             rendered_at = time.monotonic()
 
