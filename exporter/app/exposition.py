@@ -104,6 +104,10 @@ class _Block:
         return self.plain[self.ends[at - 1] if at else 0 : self.ends[at]]
 
 
+def _same_targets(before: Sequence[TargetRow], now: Sequence[TargetRow]) -> bool:
+    return len(before) == len(now) and all(a.id == b.id for a, b in zip(before, now, strict=True))
+
+
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=1)
 
@@ -252,11 +256,14 @@ class Exposition:
 
     def _rendered(self, snap: Snapshot) -> Rendering:
         shown = self._shown
-        before = {row.id: at for at, row in enumerate(shown.targets)} if shown else {}
-        was = [before.get(row.id, -1) for row in snap.targets]  # place last time; -1: new
-        del before
+        was: Sequence[int]  # each target's place in the last render; -1: new
+        if shown is not None and _same_targets(shown.targets, snap.targets):
+            was, reorder = range(len(snap.targets)), False  # the usual case: no copy
+        else:
+            before = {row.id: at for at, row in enumerate(shown.targets)} if shown else {}
+            was, reorder = [before.get(row.id, -1) for row in snap.targets], True
+            del before
         changed = [at for at, row in enumerate(snap.targets) if not self._same(row, was[at], snap)]
-        reorder = shown is None or was != list(range(len(shown.targets)))
         blocks = [self._block(index, snap, changed, was, reorder) for index in range(len(FAMILIES))]
         self._shown, self._blocks = snap, blocks
         parts: dict[Format, tuple[bytes, ...]] = {}
@@ -280,7 +287,7 @@ class Exposition:
         return counts == (shown.requests.get(row.id, 0), shown.request_errors.get(row.id, 0))
 
     def _block(
-        self, index: int, snap: Snapshot, changed: list[int], was: list[int], reorder: bool
+        self, index: int, snap: Snapshot, changed: list[int], was: Sequence[int], reorder: bool
     ) -> tuple[_Block, ...]:
         """Family ``index``'s block in every format, for the targets in their new order:
         the lines whose sample changed written anew, every other taken from the last
@@ -308,7 +315,7 @@ class Exposition:
         return tuple(built)
 
     def _lines(
-        self, index: int, snap: Snapshot, changed: list[int], was: list[int]
+        self, index: int, snap: Snapshot, changed: list[int], was: Sequence[int]
     ) -> list[dict[int, bytes]]:
         """Per format, the new line in family ``index`` of each changed target whose sample
         changed, by its place (b"": its sample is gone). The library writes them ``CHUNK``
