@@ -9,14 +9,22 @@ listings every 10 s: RSS drifted from 79 to 208 MB in 40 rounds with the default
 stayed at 63-65 MB with two arenas and a fixed 1 MiB threshold (what ``tune`` sets, as
 ``MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576`` would). Python's own objects are
 unaffected. Variables the operator set win; on another C library nothing is done.
+
+glibc also keeps the pages freed inside its heaps: after a burst of short-lived objects
+(a render of /metrics at ten thousand targets, while scrapes come back to back) RSS
+stays at the burst's height, and the next one starts from there. ``trim`` hands them
+back (``malloc_trim``, a few milliseconds): at ten thousand targets, scraped nonstop for
+a minute, RSS ended 4 to 6 MB lower.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 M_MMAP_THRESHOLD = -3
@@ -27,12 +35,10 @@ MMAP_THRESHOLD = 1 << 20
 
 def tune(env: Mapping[str, str] = os.environ) -> bool:
     """Set the arena count and the mmap threshold; True when glibc took them."""
-    try:
-        libc = ctypes.CDLL(None)
-        version = libc.gnu_get_libc_version
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False  # not glibc (musl, macOS): its allocator behaves otherwise
+    version, mallopt = libc.gnu_get_libc_version, libc.mallopt
     if "malloc" in env.get("GLIBC_TUNABLES", ""):
         return False  # the operator tuned it: theirs wins
     version.restype = ctypes.c_char_p
@@ -45,3 +51,20 @@ def tune(env: Mapping[str, str] = os.environ) -> bool:
     log.debug("glibc %s: arenas %d, mmap threshold %d bytes (%s)", version().decode(),
               ARENAS, MMAP_THRESHOLD, "set" if done else "refused")  # fmt: skip
     return done
+
+
+def trim() -> bool:
+    """Hand the free pages inside glibc's heaps back to the system; True when some were."""
+    libc = _glibc()
+    return libc is not None and libc.malloc_trim(0) == 1
+
+
+@functools.cache
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    return libc

@@ -66,8 +66,8 @@ class StateStore:
     def put(self, row: TargetRow) -> None:
         with self._lock:
             previous = self._rows.get(row.id)
-            if previous is not None and row.last_check is None:
-                row = replace(row, last_check=previous.last_check)
+            if previous is not None:
+                row = _sharing(row, previous)
             if row != previous:
                 self._rows[row.id] = row
                 self._bump()
@@ -139,3 +139,22 @@ class StateStore:
 
 def _order(row: TargetRow) -> tuple[str, str, str]:
     return (row.id.kind.value, row.id.namespace, row.id.name)
+
+
+_SHARED = ("url", "rule", "applied_revision", "latest_revision", "reason", "message", "reported")
+
+
+def _sharing(row: TargetRow, previous: TargetRow) -> TargetRow:
+    """``row`` keeping ``previous``'s last check when it has none, and holding
+    ``previous``'s own values where they are equal. A check writes a new row each time,
+    its texts made anew, while most often only the last check's time moves; the
+    exposition holds the rows it last rendered until its next render (up to a minute at
+    ten thousand targets): without sharing, that is a second copy of every text."""
+    same = {
+        name: kept
+        for name in _SHARED
+        if (kept := getattr(previous, name)) is not (new := getattr(row, name)) and kept == new
+    }
+    if row.last_check is None and previous.last_check is not None:
+        same["last_check"] = previous.last_check
+    return replace(row, **same) if same else row

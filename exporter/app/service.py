@@ -18,6 +18,7 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from exporter import allocator
 from exporter.app.actor import EventSink, EventSinks
 from exporter.app.config import EngineConfig
 from exporter.app.engine import Engine
@@ -122,7 +123,7 @@ class Service:
             self.metrics.leader.set(0)
         self.exposition = Exposition(
             self.store, settings.tag_ttl, shard=shard_of(settings.watch_label_selector),
-            leading=self.leading,
+            leading=self.leading, rendered=allocator.trim,
         )  # fmt: skip
         self.wake = threading.Event()
         self.metrics.kube_resources(r.plural for r in self.resources.values())

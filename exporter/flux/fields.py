@@ -29,6 +29,7 @@ from exporter.model import RepositoryRef
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 SUPPORTED_PROVIDERS = frozenset({"", "generic"})
+METADATA = ("name", "namespace", "uid", "resourceVersion", "annotations")  # what is read
 
 Obj = Mapping[str, Any]
 
@@ -69,14 +70,15 @@ def object_id(obj: Obj, kind: TargetKind) -> TargetId:
 
 
 def slim(obj: Obj) -> dict[str, Any]:
-    """The object with only what these modules read: metadata without ``managedFields``,
-    the spec, and of the status the artifact's revision and time, the Ready condition,
-    ``observedGeneration`` and ``lastHandledReconcileAt`` (condition messages, artifact
-    URLs and metadata go). What is kept is the API's own values, untouched."""
+    """The object with only what these modules read: of the metadata the name, namespace,
+    uid, resourceVersion and annotations (``managedFields``, labels, finalizers and the
+    rest go), the spec, and of the status the artifact's revision and time, the Ready
+    condition, ``observedGeneration`` and ``lastHandledReconcileAt`` (condition messages,
+    artifact URLs and metadata go). What is kept is the API's own values, untouched."""
     found = {k: v for k, v in obj.items() if k != "status"}
     meta = obj.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        found["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    if isinstance(meta, dict):
+        found["metadata"] = {k: meta[k] for k in METADATA if k in meta}
     status = obj.get("status")
     if not isinstance(status, dict):
         return found

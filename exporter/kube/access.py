@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from exporter.kube import rest
 from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef, TLSOptions
 from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge
 from exporter.registry.dockerconfig import parse as parse_docker_config
@@ -58,7 +59,7 @@ class AccessResolver:
     def __init__(
         self, api: k8s.ApiClient, *, clock: Callable[[], float], ttl: float = 30.0
     ) -> None:
-        self._core = k8s.CoreV1Api(api)
+        self._api = api
         self._clock = clock
         self._ttl = ttl
         self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
@@ -118,11 +119,14 @@ class AccessResolver:
     def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
         def load() -> dict[str, bytes]:
             try:
-                secret = self._core.read_namespaced_secret(name, namespace)
+                secret = rest.call(
+                    self._api, "GET", "/api/v1/namespaces/{namespace}/secrets/{name}",
+                    params={"namespace": namespace, "name": name},
+                )  # fmt: skip
             except ApiException as exc:
                 raise AccessError(_api_problem("secret", namespace, name, exc)) from None
             out: dict[str, bytes] = {}
-            for key, value in (secret.data or {}).items():
+            for key, value in (secret.get("data") or {}).items():
                 try:
                     out[key] = base64.b64decode(value or "", validate=True)
                 except (binascii.Error, ValueError):
@@ -137,12 +141,16 @@ class AccessResolver:
     def _pull_secrets(self, namespace: str, account: str) -> list[str]:
         def load() -> list[str]:
             try:
-                sa = self._core.read_namespaced_service_account(account, namespace)
+                sa = rest.call(
+                    self._api, "GET", "/api/v1/namespaces/{namespace}/serviceaccounts/{name}",
+                    params={"namespace": namespace, "name": account},
+                )  # fmt: skip
             except ApiException as exc:
                 raise AccessError(
                     _api_problem("service account", namespace, account, exc)
                 ) from None
-            return [ref.name for ref in (sa.image_pull_secrets or []) if ref.name]
+            refs = sa.get("imagePullSecrets") or []
+            return [ref["name"] for ref in refs if isinstance(ref, dict) and ref.get("name")]
 
         result: list[str] = self._cached(("sa", namespace, account), load)
         return result

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from exporter.kube import rest
 from exporter.kube.errors import KubeError
 
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -41,15 +42,14 @@ WANTED: Mapping[str, tuple[str, tuple[str, ...]]] = {
 
 def discover(api: k8s.ApiClient) -> dict[str, Resource]:
     """The served version of each Flux kind we read; kinds not served are left out."""
-    custom = k8s.CustomObjectsApi(api)
     served: dict[str, set[str]] = {}
     try:
-        groups = k8s.ApisApi(api).get_api_versions()
-        versions = [v.version for g in groups.groups if g.name == SOURCE_GROUP for v in g.versions]
-        for version in versions:
-            listing = custom.get_api_resources(SOURCE_GROUP, version)
-            for res in listing.resources:
-                served.setdefault(res.name, set()).add(version)
+        groups = rest.call(api, "GET", "/apis/")["groups"]
+        ours = [g for g in groups if g["name"] == SOURCE_GROUP]
+        for version in [v["version"] for g in ours for v in g["versions"]]:
+            path, params = "/apis/{group}/{version}", {"group": SOURCE_GROUP, "version": version}
+            for res in rest.call(api, "GET", path, params=params)["resources"]:
+                served.setdefault(res["name"], set()).add(version)
     except ApiException as exc:
         raise KubeError(f"discovery of {SOURCE_GROUP} failed: HTTP {exc.status}") from None
     except Exception as exc:  # connection refused, TLS, timeouts

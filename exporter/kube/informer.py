@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +34,7 @@ from kubernetes.watch.watch import iter_resp_lines as _iter_resp_lines
 
 from exporter.core.backoff import Backoff
 from exporter.flux.fields import slim
+from exporter.kube import rest
 from exporter.kube.discovery import Resource
 from exporter.kube.errors import KubeError
 
@@ -84,8 +86,9 @@ class ListWatch(Protocol):
 
 
 class ApiListWatch:
-    """``ListWatch`` through the API server's custom objects endpoints; selectors narrow
-    both calls (sharding by label, as Flux does; notifications by field)."""
+    """``ListWatch`` through the API server's custom objects endpoints, as plain JSON (no
+    generated models); selectors narrow both calls (sharding by label, as Flux does;
+    notifications by field)."""
 
     def __init__(
         self,
@@ -96,15 +99,11 @@ class ApiListWatch:
         label_selector: str = "",
         field_selector: str = "",
     ) -> None:
-        self._custom = k8s.CustomObjectsApi(api)
+        self._api = api
         self._resource = resource
         self._namespace = namespace
-        self._selectors = {
-            key: value
-            for key, value in (("label_selector", label_selector),
-                               ("field_selector", field_selector))
-            if value
-        }  # fmt: skip
+        self._label_selector = label_selector
+        self._field_selector = field_selector
 
     @property
     def resource(self) -> Resource:
@@ -115,32 +114,37 @@ class ApiListWatch:
         return self._namespace
 
     def list(self, continue_token: str | None) -> Mapping[str, Any]:
-        kwargs: dict[str, Any] = {"limit": LIST_PAGE, "_request_timeout": (10, 60)}
-        if continue_token:
-            kwargs["_continue"] = continue_token
-        result: Mapping[str, Any] = self._call(**kwargs)
+        page: dict[str, Any] = {"limit": LIST_PAGE, "continue": continue_token}
+        result: Mapping[str, Any] = self._call(timeout=(10, 60), **page)
         return result
 
     def watch(self, resource_version: str) -> WatchStream:
         return _ResponseStream(
             self._call(
                 watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                _preload_content=False,
-                _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
+                resourceVersion=resource_version,
+                allowWatchBookmarks=True,
+                timeoutSeconds=WATCH_TIMEOUT_SECONDS,
+                timeout=(10, WATCH_TIMEOUT_SECONDS + 30),
             )
         )
 
-    def _call(self, **kwargs: Any) -> Any:
+    def _call(self, *, watch: bool = False, timeout: rest.Timeout, **query: Any) -> Any:
+        """A LIST page's JSON or, with ``watch``, the WATCH's unread response. ``query``: the
+        API's parameters by their own names (``limit``, ``continue``, ``resourceVersion``)."""
         r = self._resource
-        kwargs.update(self._selectors)
+        params = {"group": r.group, "version": r.version, "plural": r.plural}
+        path = "/apis/{group}/{version}/{plural}"
         if self._namespace:
-            return self._custom.list_namespaced_custom_object(
-                r.group, r.version, self._namespace, r.plural, **kwargs
-            )
-        return self._custom.list_cluster_custom_object(r.group, r.version, r.plural, **kwargs)
+            params["namespace"] = self._namespace
+            path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+        query["labelSelector"] = self._label_selector or None
+        query["fieldSelector"] = self._field_selector or None
+        query["watch"] = watch or None
+        ordered = sorted(query.items())
+        if watch:
+            return rest.stream(self._api, path, params=params, query=ordered, timeout=timeout)
+        return rest.call(self._api, "GET", path, params=params, query=ordered, timeout=timeout)
 
 
 class _ResponseStream:
@@ -367,13 +371,32 @@ def _events(resp: Any) -> Iterator[Mapping[str, Any]]:
 
 def _slim(obj: Obj) -> Obj:
     """Keep what the exporter reads (``flux.fields.slim``): not ``managedFields``, kubectl's
-    copy of the object, or the status Flux writes for people (several KB per object)."""
+    copy of the object, or the status Flux writes for people (several KB per object);
+    and keep it with its strings shared (``_shared``)."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
             annotations.pop(LAST_APPLIED, None)
-    return slim(obj)
+    shared: Obj = _shared(slim(obj))
+    return shared
+
+
+def _shared(value: Any) -> Any:
+    """``value`` with every string interned. Objects repeat their keys and most of their
+    values (apiVersion, kind, namespace, annotations, interval, URL, ...), yet each
+    parsed object holds copies of its own, all of them when it came alone in a watch
+    event: measured on OCIRepositories, 1.5 KB kept per object instead of 2.1 KB from a
+    LIST page and 3.2 KB from a watch event."""
+    if isinstance(value, dict):
+        return {_intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return _intern(value)
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from exporter.flux.events import event_metadata
+from exporter.kube import rest
 from exporter.kube.discovery import Resource
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ class Trigger:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._instance = instance[:128]  # the replica (exporter.kube.identity), API's limit
-        self._custom = k8s.CustomObjectsApi(api)
-        self._core = k8s.CoreV1Api(api)
+        self._api = api
         self._revision_key = f"{annotation_prefix}requested-revision"
         self._limiter = RateLimiter(rate, burst=max(1, int(rate)))
         self._wall_clock = wall_clock
@@ -109,17 +109,17 @@ class Trigger:
         body = {"metadata": {"annotations": {REQUESTED_AT: token, self._revision_key: revision}}}
         r = ref.resource
         try:
-            self._custom.patch_namespaced_custom_object(
-                r.group,
-                r.version,
-                ref.namespace,
-                r.plural,
-                ref.name,
-                body,
-                field_manager=FIELD_MANAGER,
-                _content_type="application/merge-patch+json",
-                _request_timeout=(5, 10),
-            )
+            rest.call(
+                self._api,
+                "PATCH",
+                "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+                params={"group": r.group, "version": r.version, "namespace": ref.namespace,
+                        "plural": r.plural, "name": ref.name},
+                query=[("fieldManager", FIELD_MANAGER)],
+                body=body,
+                content_type=rest.MERGE_PATCH,
+                timeout=(5, 10),
+            )  # fmt: skip
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -149,33 +149,35 @@ class Trigger:
         now = self._wall_clock()
         stamp = datetime.fromtimestamp(now, tz=UTC)
         metadata = event_metadata(ref.resource.api_version, revision, ref.event_annotations)
-        body = k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(
-                name=f"{ref.name}.{int(now * 1e9):x}",
-                namespace=ref.namespace,
-                annotations=metadata or None,
-            ),
-            involved_object=k8s.V1ObjectReference(
-                api_version=ref.resource.api_version,
-                kind=ref.resource.kind,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=ref.uid,
-                resource_version=ref.resource_version,
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=k8s.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=self._instance,
-            first_timestamp=stamp,
-            last_timestamp=stamp,
-            count=1,
-            action="Reconcile" if reason == "ReconcileRequested" else "Check",
-        )
+        involved = {
+            "apiVersion": ref.resource.api_version,
+            "kind": ref.resource.kind,
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "resourceVersion": ref.resource_version,
+            "uid": ref.uid,
+        }
+        body = {
+            "action": "Reconcile" if reason == "ReconcileRequested" else "Check",
+            "count": 1,
+            "firstTimestamp": stamp.isoformat(),
+            "involvedObject": {k: v for k, v in involved.items() if v is not None},
+            "lastTimestamp": stamp.isoformat(),
+            "message": message[:1024],
+            "metadata": {
+                "name": f"{ref.name}.{int(now * 1e9):x}",
+                "namespace": ref.namespace,
+                **({"annotations": metadata} if metadata else {}),
+            },
+            "reason": reason,
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "source": {"component": COMPONENT},
+            "type": "Warning" if warning else "Normal",
+        }
         try:
-            self._core.create_namespaced_event(ref.namespace, body)
+            path = "/api/v1/namespaces/{namespace}/events"
+            rest.call(self._api, "POST", path, params={"namespace": ref.namespace}, body=body)
         except Exception as exc:  # an Event is best effort; the log line still tells
             status = getattr(exc, "status", None) or type(exc).__name__
             log.warning(

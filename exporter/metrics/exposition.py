@@ -6,12 +6,14 @@ snapshot into exposition bytes, in each format /metrics offers (text 0.0.4 and
 OpenMetrics 1.0.0), once per change, at most every ``min_gap`` seconds and within 5 % of
 a core over time (with a few seconds' burst once, when the first full pass is done, so
 that /metrics then shows every target at once), and keeps a gzip copy of each; a scrape only
-copies bytes. prometheus_client writes every line: the samples that changed since the last
-render (a check usually moves only the last check's time) go through its
-``generate_latest`` together, one family per metric name, and each target keeps its
-lines until they change; a render assembles each family's header (written by the
-library, once) and the targets' lines. OpenMetrics' closing ``# EOF`` is left to the
-part served last.
+copies bytes. prometheus_client writes every line: the samples of a family that changed
+since the last render (a check usually moves only the last check's time) go through its
+``generate_latest`` together, and a line is kept only in its family's block (all the
+targets' lines of that family, in order, with where each ends), which a render that
+touches the family builds again from the old block's lines and the new ones; each family
+follows its header (written by the library, once). Lines are not kept per target as
+well: at ten thousand targets that copy weighed 10 MB. OpenMetrics' closing ``# EOF`` is
+left to the part served last.
 
 Series per target: ``flux_oci_target_info`` (1), ``flux_oci_target_state`` (one series,
 the current state, value 1: ``sum by (state)`` and ``state="x" == 1`` work as before, at a
@@ -26,13 +28,14 @@ import gzip
 import math
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.flux.targets import TargetId
 from exporter.state import Snapshot, StateStore, TargetRow
 from exporter.web.endpoints import Format
 
@@ -62,11 +65,8 @@ CHUNK = 2048  # targets rendered per library call: bounds the transient text
 SHARE = 0.05  # of a core, at most, spent rendering over time
 BURST = 3.0  # seconds of rendering allowed at once, when the first full pass is done
 FORMATS = tuple(Format)
-_NO_LINES = tuple((b"",) * len(FAMILIES) for _ in Format)
 
-# one target's samples: per family, its label values and value (None: no sample)
-_Values = tuple[tuple[tuple[str, ...], float] | None, ...]
-_NO_VALUES: _Values = (None,) * len(FAMILIES)
+_Sample = tuple[tuple[str, ...], float]  # one target's sample in a family: labels, value
 
 
 class _Families(Collector):
@@ -91,30 +91,25 @@ def _without_trailer(fmt: Format, text: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class _Lines:
-    row: TargetRow
-    requests: int
-    errors: int
-    lines: tuple[tuple[bytes, ...], ...]  # per format (FORMATS), per family; b"": no sample
+class _Block:
+    """One family's lines of every target in one format, in target order: the bytes sent,
+    their gzip member, and where each target's line ends (a target without a sample of
+    the family has an empty line). The lines are kept only here, once."""
+
+    plain: bytes
+    zipped: bytes
+    ends: array[int]
+
+    def line(self, at: int) -> bytes:
+        return self.plain[self.ends[at - 1] if at else 0 : self.ends[at]]
+
+
+def _same_targets(before: Sequence[TargetRow], now: Sequence[TargetRow]) -> bool:
+    return len(before) == len(now) and all(a.id == b.id for a, b in zip(before, now, strict=True))
 
 
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=1)
-
-
-def _block(
-    ordered: list[tuple[tuple[bytes, ...], ...]], index: int
-) -> tuple[tuple[bytes, bytes], ...]:
-    """One family's lines of every target, plain and gzipped, per format; one block for
-    the formats when every line is shared."""
-    built: list[tuple[bytes, bytes]] = []
-    for f in range(len(FORMATS)):
-        if built and all(lines[f][index] is lines[0][index] for lines in ordered):
-            built.append(built[0])  # every line shared with the first format
-            continue
-        block = b"".join([lines[f][index] for lines in ordered])
-        built.append((block, _gzip(block) if block else b""))
-    return tuple(built)
 
 
 def _short(revision: str) -> str:
@@ -126,21 +121,25 @@ def _short(revision: str) -> str:
     return revision[: at + 8 + 12]
 
 
-def _values(row: TargetRow, requests: int, errors: int) -> _Values:
+def _sample(index: int, row: TargetRow, requests: int, errors: int) -> _Sample | None:
+    """The target's sample in family ``index`` (the order of FAMILIES); None: none."""
     ids = (row.id.kind.value, row.id.namespace, row.id.name)
-    info = (*ids, row.url, row.rule, _short(row.applied_revision), _short(row.latest_revision))
-    return (
-        (info, 1.0),
-        ((*ids, row.state.value), 1.0),
-        (ids, round(row.lag_seconds, 3)),  # milliseconds: the rest is noise, and bytes
-        (ids, float(row.versions_behind)),
-        # whole seconds: the check's time is known to the second
-        None if row.last_check is None else (ids, float(int(row.last_check))),
-        # the request and request-error counters appear together with the first attempt,
-        # so a rate over the errors sees the first failure (a series starting at 1 does not)
-        (ids, float(requests)) if requests or errors else None,
-        (ids, float(errors)) if requests or errors else None,
-    )
+    if index == 0:
+        applied, latest = _short(row.applied_revision), _short(row.latest_revision)
+        return (*ids, row.url, row.rule, applied, latest), 1.0
+    if index == 1:
+        return (*ids, row.state.value), 1.0
+    if index == 2:
+        return ids, round(row.lag_seconds, 3)  # milliseconds: the rest is noise, and bytes
+    if index == 3:
+        return ids, float(row.versions_behind)
+    if index == 4:  # whole seconds: the check's time is known to the second
+        return None if row.last_check is None else (ids, float(int(row.last_check)))
+    # the request and request-error counters appear together with the first attempt, so
+    # a rate over the errors sees the first failure (a series starting at 1 does not)
+    if not requests and not errors:
+        return None
+    return ids, float(requests if index == 5 else errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +166,10 @@ class Exposition:
         min_gap: float = 1.0,
         shard: str = "",
         leading: Callable[[], bool] = lambda: True,
+        rendered: Callable[[], object] = lambda: None,
     ) -> None:
         self._store = store
+        self._rendered_hook = rendered  # after each render of the thread's (memory upkeep)
         self._shard = shard
         self._leading = leading  # a standby serves none of these (no double counting)
         self._min_gap = min_gap
@@ -186,14 +187,12 @@ class Exposition:
         self._zipped_headers = {
             fmt: tuple(_gzip(h) for h in headers) for fmt, headers in self._headers.items()
         }
-        self._lines: dict[TargetId, _Lines] = {}
-        # the targets in the last render's order, and each family's block of lines (plain
-        # and gzipped, per format): a block is built again only when one of its lines
-        # changed or the targets did
-        self._order: tuple[TargetId, ...] = ()
-        self._blocks: list[tuple[tuple[bytes, bytes], ...]] = []
+        # the snapshot last rendered, and each family's block of lines (per format): a
+        # block is built again only when one of its lines changed or the targets did
+        self._shown: Snapshot | None = None
+        self._blocks: list[tuple[_Block, ...]] = []
         self._lock = threading.Lock()
-        self._rendering_lock = threading.Lock()  # guards _lines, _order and _blocks
+        self._rendering_lock = threading.Lock()  # guards _shown and _blocks
         self._rendering: Rendering | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
@@ -249,98 +248,120 @@ class Exposition:
                 continue
             started = time.perf_counter()
             version = self.render().version
+            self._rendered_hook()
             credit -= time.perf_counter() - started
             rendered_at = time.monotonic()
 
     def _rendered(self, snap: Snapshot) -> Rendering:
-        fresh: dict[TargetId, _Lines] = {}
-        changed: list[tuple[TargetRow, int, int]] = []
-        for row in snap.targets:
-            requests = snap.requests.get(row.id, 0)
-            errors = snap.request_errors.get(row.id, 0)
-            known = self._lines.get(row.id)
-            if known is None or known.row is not row or (known.requests, known.errors) != (
-                requests, errors,
-            ):  # fmt: skip
-                changed.append((row, requests, errors))
-            else:
-                fresh[row.id] = known
-        touched: set[int] = set()  # the families with a line that changed
-        for start in range(0, len(changed), CHUNK):
-            for done in self._render(changed[start : start + CHUNK], touched):
-                fresh[done.row.id] = done
-        self._lines = fresh
-        order = tuple(row.id for row in snap.targets)
-        if order != self._order or not self._blocks:
-            touched = set(range(len(FAMILIES)))
-        self._order = order
-        ordered = [fresh[row.id].lines for row in snap.targets]
-        blocks = [
-            _block(ordered, index) if index in touched else self._blocks[index]
-            for index in range(len(FAMILIES))
-        ]
-        self._blocks = blocks
+        shown = self._shown
+        was: Sequence[int]  # each target's place in the last render; -1: new
+        if shown is not None and _same_targets(shown.targets, snap.targets):
+            was, reorder = range(len(snap.targets)), False  # the usual case: no copy
+        else:
+            before = {row.id: at for at, row in enumerate(shown.targets)} if shown else {}
+            was, reorder = [before.get(row.id, -1) for row in snap.targets], True
+            del before
+        changed = [at for at, row in enumerate(snap.targets) if not self._same(row, was[at], snap)]
+        blocks = [self._block(index, snap, changed, was, reorder) for index in range(len(FAMILIES))]
+        self._shown, self._blocks = snap, blocks
         parts: dict[Format, tuple[bytes, ...]] = {}
         zipped: dict[Format, tuple[bytes, ...]] = {}
         for f, fmt in enumerate(FORMATS):
             sources = self._sources(fmt, snap)
             plain, packed = [sources], [_gzip(sources)]
             for index, block in enumerate(blocks):
-                plain += (self._headers[fmt][index], block[f][0])
-                packed += (self._zipped_headers[fmt][index], block[f][1])
+                plain += (self._headers[fmt][index], block[f].plain)
+                packed += (self._zipped_headers[fmt][index], block[f].zipped)
             parts[fmt] = tuple(p for p in plain if p)
             zipped[fmt] = tuple(z for p, z in zip(plain, packed, strict=True) if p)
         return Rendering(snap.version, parts, zipped)
 
-    def _render(self, changed: list[tuple[TargetRow, int, int]], touched: set[int]) -> list[_Lines]:
-        """New lines for the samples whose values changed (a check usually moves only the
-        last check's time), from one library call per format: each family holds those
-        samples of every target, in target order. Adds the families changed to
-        ``touched``."""
-        families = [_family(i, h) for i, h in enumerate(self._help)]
-        slots: list[list[int]] = [[] for _ in FAMILIES]  # per family: whose sample, in order
-        redo: list[list[int]] = []  # per target: the families whose line changes
-        kept: list[tuple[tuple[bytes, ...], ...]] = []  # per target: its lines so far
-        for at, (row, requests, errors) in enumerate(changed):
-            before = self._lines.get(row.id)
-            if before is None:
-                old, lines = _NO_VALUES, _NO_LINES
-            else:  # recomputed rather than kept: ten thousand of them weigh megabytes
-                old, lines = _values(before.row, before.requests, before.errors), before.lines
-            kept.append(lines)
-            redo.append([])
-            new = _values(row, requests, errors)
-            for index, (sample, was) in enumerate(zip(new, old, strict=True)):
-                if sample == was:
-                    continue
-                redo[at].append(index)
-                touched.add(index)
-                if sample is not None:
-                    families[index].add_metric(*sample)
-                    slots[index].append(at)
-        order = [(at, index) for index, owned in enumerate(slots) for at in owned]
-        rendered: list[list[list[bytes]]] = []  # per format, per target, per family
+    def _same(self, row: TargetRow, place: int, snap: Snapshot) -> bool:
+        """Whether the target is as last rendered: the same row, the same counters."""
+        shown = self._shown
+        if shown is None or place < 0 or shown.targets[place] is not row:
+            return False
+        counts = (snap.requests.get(row.id, 0), snap.request_errors.get(row.id, 0))
+        return counts == (shown.requests.get(row.id, 0), shown.request_errors.get(row.id, 0))
+
+    def _block(
+        self, index: int, snap: Snapshot, changed: list[int], was: Sequence[int], reorder: bool
+    ) -> tuple[_Block, ...]:
+        """Family ``index``'s block in every format, for the targets in their new order:
+        the lines whose sample changed written anew, every other taken from the last
+        block; the last block itself when no line changed and no target came or went."""
+        old = self._blocks[index] if self._blocks else None
+        fresh = self._lines(index, snap, changed, was)
+        if old is not None and not reorder and not fresh[0]:
+            return old
+        built: list[_Block] = []
+        for f in range(len(FORMATS)):
+            if built and (old is None or old[f] is old[0]) and fresh[f] == fresh[0]:
+                built.append(built[0])  # written alike in both formats: one block
+                continue
+            lines = fresh[f]
+            pieces = [
+                lines[at] if at in lines else old[f].line(place) if old and place >= 0 else b""
+                for at, place in enumerate(was)
+            ]
+            plain = b"".join(pieces)
+            if built and plain == built[0].plain:
+                built.append(built[0])
+                continue
+            ends = array("Q", accumulate(map(len, pieces)))
+            built.append(_Block(plain, _gzip(plain) if plain else b"", ends))
+        return tuple(built)
+
+    def _lines(
+        self, index: int, snap: Snapshot, changed: list[int], was: Sequence[int]
+    ) -> list[dict[int, bytes]]:
+        """Per format, the new line in family ``index`` of each changed target whose sample
+        changed, by its place (b"": its sample is gone). The library writes them ``CHUNK``
+        samples at a time; a line written the same in both formats is kept once."""
+        shown = self._shown
+        found: list[dict[int, bytes]] = [{} for _ in FORMATS]
+        pending: list[tuple[int, _Sample]] = []
+        for at in changed:
+            row = snap.targets[at]
+            new = _sample(index, row, snap.requests.get(row.id, 0),
+                          snap.request_errors.get(row.id, 0))  # fmt: skip
+            old = None
+            if shown is not None and was[at] >= 0:
+                known = shown.targets[was[at]]
+                old = _sample(index, known, shown.requests.get(row.id, 0),
+                              shown.request_errors.get(row.id, 0))  # fmt: skip
+            if new == old:
+                continue
+            if new is None:
+                for lines in found:
+                    lines[at] = b""
+                continue
+            pending.append((at, new))
+            if len(pending) == CHUNK:
+                self._write(index, pending, found)
+                pending.clear()
+        if pending:
+            self._write(index, pending, found)
+        return found
+
+    def _write(
+        self, index: int, samples: list[tuple[int, _Sample]], found: list[dict[int, bytes]]
+    ) -> None:
+        """One library call per format for ``samples`` of family ``index``; their lines
+        go to ``found`` by place."""
+        family = _family(index, self._help[index])
+        for _, sample in samples:
+            family.add_metric(*sample)
         for f, fmt in enumerate(FORMATS):
-            split = [list(lines[f]) for lines in kept]
-            for at, indexes in enumerate(redo):
-                for index in indexes:
-                    split[at][index] = b""  # gone, unless a new line comes below
-            if order:
-                text = fmt.render(_Families(families))
-                # a sample line never starts with "#", and the library escapes every
-                # line break in a label value: the lines come back in the order given
-                found = [ln + b"\n" for ln in text.split(b"\n") if ln and ln[0] != 35]
-                if len(found) != len(order):
-                    raise RuntimeError(f"{fmt.value}: {len(found)} lines for {len(order)}")
-                for (at, index), line in zip(order, found, strict=True):
-                    # a line written the same in an earlier format is kept once
-                    same = rendered[0][at][index] if rendered else None
-                    split[at][index] = same if same == line and same is not None else line
-            rendered.append(split)
-        return [
-            _Lines(row, requests, errors, tuple(tuple(per[at]) for per in rendered))
-            for at, (row, requests, errors) in enumerate(changed)
-        ]
+            text = fmt.render(_Families([family]))
+            # a sample line never starts with "#", and the library escapes every line
+            # break in a label value: the lines come back in the order given
+            written = [ln + b"\n" for ln in text.split(b"\n") if ln and ln[0] != 35]
+            if len(written) != len(samples):
+                raise RuntimeError(f"{fmt.value}: {len(written)} lines for {len(samples)}")
+            for (at, _), line in zip(samples, written, strict=True):
+                first = found[0].get(at) if f else None
+                found[f][at] = first if first == line and first is not None else line
 
     def _sources(self, fmt: Format, snap: Snapshot) -> bytes:
         family = GaugeMetricFamily("flux_oci_sources", SOURCES_HELP, labels=SOURCES_LABELS)

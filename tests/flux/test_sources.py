@@ -376,15 +376,18 @@ def test_mistyped_fields_never_raise(path: tuple[str, ...], value: object) -> No
 
 
 def test_a_slimmed_object_reads_the_same() -> None:
-    """What the informer keeps of an object (status trimmed, managedFields gone) gives the
+    """What the informer keeps of an object (status and metadata trimmed) gives the
     same target as the object itself."""
     from exporter.flux.fields import slim
 
     obj = copy.deepcopy(oci_repository())
     obj["metadata"]["managedFields"] = [{"manager": "kustomize-controller"}]
+    obj["metadata"]["labels"] = {"kustomize.toolkit.fluxcd.io/name": "apps"}
+    obj["metadata"]["finalizers"] = ["finalizers.fluxcd.io"]
     obj.setdefault("status", {})["url"] = "http://source-controller/x.tar.gz"
     for condition in obj["status"].get("conditions", []):
         condition["message"] = "stored artifact for digest " + "x" * 500
     slimmed = slim(obj)
     assert "managedFields" not in slimmed["metadata"] and "url" not in slimmed["status"]
+    assert "labels" not in slimmed["metadata"] and "finalizers" not in slimmed["metadata"]
     assert oci_repository_target(slimmed, P, **LIMITS) == oci_repository_target(obj, P, **LIMITS)
