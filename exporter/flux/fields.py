@@ -15,6 +15,7 @@ from exporter.flux.annotations import (
     ENABLED,
     opted_out,
 )
+from exporter.flux.cloud import is_known_provider
 from exporter.flux.revision import (
     AppliedRevision,
     RevisionProblem,
@@ -27,7 +28,6 @@ from exporter.flux.targets import (
 from exporter.model import RepositoryRef
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-SUPPORTED_PROVIDERS = frozenset({"", "generic"})
 
 Obj = Mapping[str, Any]
 
@@ -155,9 +155,7 @@ def repository_ref(url: str | None, field: str, problems: list[str]) -> Reposito
 
 
 def unsupported_reason(access: Access) -> str | None:
-    if access.provider not in SUPPORTED_PROVIDERS:
-        return (
-            f"spec.provider {access.provider[:40]!r}: cloud workload identity cannot be "
-            "reproduced outside the Flux controller"
-        )
+    """What Flux itself would not do: a provider its auth library does not implement."""
+    if not is_known_provider(access.provider):
+        return f"spec.provider {access.provider[:40]!r}: not implemented by Flux"
     return None
