@@ -23,6 +23,7 @@ from exporter.app.engine import Engine
 from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
 from exporter.app.workers import HostWorkers
+from exporter.cloud.setup import cloud_credentials
 from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource
 from exporter.kube.access import AccessResolver
@@ -138,6 +139,7 @@ class Service:
             self.api, annotation_prefix=settings.annotation_prefix, rate=settings.patch_rate
         )
         self.workers = HostWorkers(settings.registry_concurrency)
+        self.cloud, self.cloud_http = cloud_credentials(os.environ)
         self.engine = Engine(
             EngineConfig(
                 prefix=settings.annotation_prefix,
@@ -152,7 +154,7 @@ class Service:
             ),
             resources=self.resources,
             cache=self.cache,
-            access=AccessResolver(self.api, clock=time.monotonic),
+            access=AccessResolver(self.api, clock=time.monotonic, cloud=self.cloud),
             patcher=trigger,
             events=trigger,
             store=self.store,
@@ -301,4 +303,5 @@ class Service:
         self.workers.stop(timeout=2.0)
         self.exposition.stop()
         self.registry.close()
+        self.cloud_http.close()
         log.info("stopped in %.1fs", time.monotonic() - started)
