@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from exporter.cloud.aws import AwsIssuer
 from exporter.cloud.broker import CloudCredentials, Issuer
+from exporter.cloud.gcp import GcpIssuer
 from exporter.cloud.http import CloudHTTP, ca_bundle
 from exporter.flux.cloud import Provider
 from exporter.registry.pools import ConnectTo
@@ -18,5 +19,8 @@ def cloud_credentials(
     """The credentials broker and the client to close when done."""
     snapshot = dict(env)
     http = CloudHTTP(ca_file=ca_bundle(snapshot), connect_to=connect_to)
-    issuers: dict[Provider, Issuer] = {Provider.AWS: AwsIssuer(snapshot, http)}
+    issuers: dict[Provider, Issuer] = {
+        Provider.AWS: AwsIssuer(snapshot, http),
+        Provider.GCP: GcpIssuer(snapshot, http),
+    }
     return CloudCredentials(issuers), http
