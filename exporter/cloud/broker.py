@@ -27,8 +27,10 @@ from exporter.flux.cloud import (
     AZURE_TENANT_ANNOTATION,
     GCP_PROVIDER_ANNOTATION,
     GCP_SERVICE_ACCOUNT_ANNOTATION,
+    AzureEnvironment,
     CloudRegistry,
     Provider,
+    match_registry,
 )
 from exporter.model import Credentials
 
@@ -85,14 +87,22 @@ class CloudCredentials:
         *,
         clock: Callable[[], float] = time.time,
         failure_ttl: float = FAILURE_TTL,
+        azure_environment: Callable[[], AzureEnvironment | None] = lambda: None,
     ) -> None:
         self._issuers = dict(issuers)
+        self._azure_environment = azure_environment
         self._clock = clock
         self._failure_ttl = failure_ttl
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, Credentials | CloudError]] = OrderedDict()
         self._flights: dict[str, threading.Lock] = {}
         self.exchanges = 0  # how many times an issuer was asked (tests, debugging)
+
+    def match(self, provider: Provider, registry: str) -> CloudRegistry:
+        """``registry`` as ``provider`` reads it; raises CloudMismatch (or CloudError, for an
+        unreadable Azure environment file)."""
+        azure = self._azure_environment() if provider is Provider.AZURE else None
+        return match_registry(provider, registry, azure=azure)
 
     def credentials(
         self, registry: CloudRegistry, identity: ObjectIdentity | None = None

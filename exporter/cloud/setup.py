@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from exporter.cloud.aws import AwsIssuer
+from exporter.cloud.azure import AzureIssuer
 from exporter.cloud.broker import CloudCredentials, Issuer
 from exporter.cloud.gcp import GcpIssuer
 from exporter.cloud.http import CloudHTTP, ca_bundle
@@ -19,8 +20,10 @@ def cloud_credentials(
     """The credentials broker and the client to close when done."""
     snapshot = dict(env)
     http = CloudHTTP(ca_file=ca_bundle(snapshot), connect_to=connect_to)
+    azure = AzureIssuer(snapshot, http)
     issuers: dict[Provider, Issuer] = {
         Provider.AWS: AwsIssuer(snapshot, http),
         Provider.GCP: GcpIssuer(snapshot, http),
+        Provider.AZURE: azure,
     }
-    return CloudCredentials(issuers), http
+    return CloudCredentials(issuers, azure_environment=azure.environment), http

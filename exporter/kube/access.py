@@ -41,7 +41,6 @@ from exporter.flux.cloud import (
     CloudRegistry,
     Provider,
     cloud_provider,
-    match_registry,
 )
 from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef, TLSOptions
 from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge
@@ -56,6 +55,8 @@ class AccessError(Exception):
 
 class CloudSource(Protocol):
     """Where cloud credentials come from (``exporter.cloud.broker.CloudCredentials``)."""
+
+    def match(self, provider: Provider, registry: str) -> CloudRegistry: ...
 
     def credentials(
         self, registry: CloudRegistry, identity: ObjectIdentity | None = None
@@ -142,10 +143,16 @@ class AccessResolver:
     def _cloud_credentials(
         self, refs: AccessRefs, provider: Provider, repo: RepositoryRef
     ) -> Credentials:
+        if self._cloud is None:
+            raise AccessError(
+                f"spec.provider {provider.value}: no cloud credentials here", ErrorReason.AUTH
+            )
         try:
-            registry = match_registry(provider, repo.registry)
+            registry = self._cloud.match(provider, repo.registry)
         except CloudMismatch as exc:
             raise AccessError(f"spec.provider {provider.value}: {exc}", ErrorReason.AUTH) from None
+        except CloudError as exc:
+            raise AccessError(f"spec.provider {provider.value}: {exc}", exc.reason) from None
         identity: ObjectIdentity | None = None
         if refs.service_account:
             if not self._object_level:
@@ -161,10 +168,6 @@ class AccessResolver:
                 refs.service_account,
                 account.annotations,
                 functools.partial(self._account_token, refs.namespace, refs.service_account),
-            )
-        if self._cloud is None:
-            raise AccessError(
-                f"spec.provider {provider.value}: no cloud credentials here", ErrorReason.AUTH
             )
         try:
             return self._cloud.credentials(registry, identity)

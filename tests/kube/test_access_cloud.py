@@ -13,7 +13,7 @@ import pytest
 
 from exporter.cloud.broker import ObjectIdentity
 from exporter.cloud.errors import CloudAuthError
-from exporter.flux.cloud import CloudRegistry
+from exporter.flux.cloud import CloudRegistry, Provider, match_registry
 from exporter.kube.access import AccessError, AccessRefs, AccessResolver
 from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef
 from tests.fixtures.standin import FakeKube
@@ -26,6 +26,9 @@ CLOUD_CREDENTIALS = Credentials("AWS", "from-the-cloud", issuer="aws")
 class RecordingCloud:
     def __init__(self) -> None:
         self.asked: list[tuple[CloudRegistry, ObjectIdentity | None]] = []
+
+    def match(self, provider: Provider, registry: str) -> CloudRegistry:
+        return match_registry(provider, registry)
 
     def credentials(
         self, registry: CloudRegistry, identity: ObjectIdentity | None = None
@@ -140,7 +143,7 @@ def test_a_host_of_another_cloud_is_an_auth_failure(kube: FakeKube) -> None:
 
 
 def test_cloud_failures_keep_their_reason(kube: FakeKube) -> None:
-    class Refusing:
+    class Refusing(RecordingCloud):
         def credentials(
             self, registry: CloudRegistry, identity: ObjectIdentity | None = None
         ) -> Credentials:
