@@ -401,6 +401,17 @@ class Settings:
     )
     """Namespaces whose notifications reach the objects of every namespace (platform
     teams); a notification from any other namespace reaches its own namespace only."""
+    object_level_workload_identity: bool = setting(
+        False,
+        SWITCH,
+        "spec.provider with spec.serviceAccountName: that account's cloud identity "
+        "(Flux's ObjectLevelWorkloadIdentity gate).",
+        flag="--object-level-workload-identity/--no-object-level-workload-identity",
+    )
+    """An OCIRepository with ``spec.provider`` and ``spec.serviceAccountName`` pulls with
+    that ServiceAccount's cloud identity (a token from the TokenRequest API), as Flux does
+    when its ``ObjectLevelWorkloadIdentity`` feature gate is on; off, such an object is a
+    ``config_error``, as Flux refuses it. Needs ``create`` on ``serviceaccounts/token``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,7 +154,12 @@ class Service:
             ),
             resources=self.resources,
             cache=self.cache,
-            access=AccessResolver(self.api, clock=time.monotonic, cloud=self.cloud),
+            access=AccessResolver(
+                self.api,
+                clock=time.monotonic,
+                cloud=self.cloud,
+                object_level_identity=settings.object_level_workload_identity,
+            ),
             patcher=trigger,
             events=trigger,
             store=self.store,

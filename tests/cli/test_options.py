@@ -45,6 +45,7 @@ SAMPLES: dict[str, tuple[list[str], str]] = {
     "stuck_backoff_max": (["--stuck-backoff-max", "2h"], "2h"),
     "notify_watch": (["--no-notify-watch"], "false"),
     "notify_everywhere": (["--notify-everywhere", "platform"], "platform"),
+    "object_level_workload_identity": (["--object-level-workload-identity"], "on"),
 }
 
 
