@@ -307,7 +307,8 @@ def _json_error(reply: Reply) -> tuple[str, str]:
     try:
         doc = json.loads(reply.body)
     except ValueError:
-        return code, "no error document"
+        xml_code, message = _sts_error(reply.body)  # an XML error document, then
+        return code or xml_code, message
     if not isinstance(doc, dict):
         return code, ""
     code = code or str(doc.get("__type", "")).rsplit("#", 1)[-1]

@@ -5,7 +5,8 @@ registry (Debian's, htpasswd) that accepts exactly the credentials moto minted.
 moto answers GetAuthorizationToken with ``AWS:<account>-auth-token`` for the account of
 the *access key that signed the call*: the role's account (210987654321) for the keys STS
 issued, moto's default account for any other key. So a chain that skipped STS, or signed
-ECR with other keys, gets a password the registry refuses. The ECR host names a real
+ECR with other keys, gets a password the registry refuses. With moto's IAM mode on, moto
+also recomputes the ECR call's SigV4 signature with the role's secret. The ECR host names a real
 region and account; the client reaches the loopback registry through ``connect_to``.
 """
 
@@ -265,3 +266,50 @@ STS_OK = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/
     <SessionToken>t</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>
   </Credentials></AssumeRoleWithWebIdentityResult>
 </AssumeRoleWithWebIdentityResponse>"""
+
+
+@pytest.fixture
+def moto_checks_signatures() -> Iterator[None]:
+    """moto's IAM mode from the second request on: the first (the unsigned STS call, as
+    AWS takes it) passes, ECR's is checked: SigV4 recomputed with the role's secret and the
+    role's policy applied."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    before = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 1
+    ActionAuthenticatorMixin.request_count = 0
+    try:
+        yield
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = before
+        ActionAuthenticatorMixin.request_count = 0
+
+
+def test_moto_checks_the_signature_of_the_ecr_call(
+    moto: str, token_file: Path, issuer: Make, http: CloudHTTP, moto_checks_signatures: None
+) -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.models import iam_backends
+
+    from exporter.cloud.sigv4 import AwsKeys
+
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+        "Federated": "oidc"}, "Action": "sts:AssumeRoleWithWebIdentity"}]}  # fmt: skip
+    allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+             "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}  # fmt: skip
+    iam = iam_backends[ACCOUNT]["global"]
+    iam.create_role("flux-reader", json.dumps(trust), "/", None, "", [], "3600")
+    iam.put_role_policy("flux-reader", "ecr", json.dumps(allow))
+    env = {"AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+           "AWS_ENDPOINT_URL": moto}  # fmt: skip
+    assert issuer(env).controller(ECR).password == PASSWORD
+
+    class WrongSecret(AwsIssuer):
+        def assume_role(self, role: str, token: str, session: str, region: str) -> AwsKeys:
+            keys = super().assume_role(role, token, session, region)
+            return AwsKeys(keys.access_key_id, "not-the-secret", keys.session_token)
+
+    ActionAuthenticatorMixin.request_count = 0  # the STS call passes again, ECR's is checked
+    with pytest.raises(CloudAuthError, match="SignatureDoesNotMatch"):
+        WrongSecret({"AWS_EC2_METADATA_DISABLED": "true", **env}, http).controller(ECR)
