@@ -30,11 +30,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from exporter.cloud.broker import ObjectIdentity
-from exporter.cloud.errors import CloudAuthError, CloudError
+from exporter.cloud.errors import CloudAuthError, CloudError, CloudUnavailable
 from exporter.flux.cloud import (
     FEATURE_GATE,
     CloudMismatch,
@@ -187,6 +188,11 @@ class AccessResolver:
                 ) from None
             raise CloudAuthError(
                 _api_problem("token of service account", namespace, name, exc)
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise CloudUnavailable(
+                f"service account {namespace}/{name}: no token, the API server is "
+                f"unreachable ({type(exc).__name__})"
             ) from None
         token = getattr(getattr(answer, "status", None), "token", None)
         if not isinstance(token, str) or not token:

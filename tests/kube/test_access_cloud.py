@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.cloud.broker import ObjectIdentity
-from exporter.cloud.errors import CloudAuthError
+from exporter.cloud.errors import CloudAuthError, CloudUnavailable
 from exporter.flux.cloud import CloudRegistry, Provider, match_registry
 from exporter.kube.access import AccessError, AccessRefs, AccessResolver
 from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef
-from tests.fixtures.standin import FakeKube
+from tests.fixtures.standin import HANG_UP, FakeKube
 
 ECR = RepositoryRef("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "apps/web")
 ROLE = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/reader"}
@@ -153,3 +153,15 @@ def test_cloud_failures_keep_their_reason(kube: FakeKube) -> None:
     with pytest.raises(AccessError, match=r"spec.provider aws: AssumeRole") as caught:
         access.resolve(AccessRefs("apps", provider="aws"), ECR)
     assert caught.value.reason is ErrorReason.AUTH
+
+
+def test_token_request_to_an_unreachable_api_server(kube: FakeKube) -> None:
+    kube.account("apps", "reader", ROLE)
+    cloud = RecordingCloud()
+    refs = AccessRefs("apps", service_account="reader", provider="aws")
+    resolver(kube, cloud, object_level=True).resolve(refs, ECR)
+    [(_, identity)] = cloud.asked
+    assert identity is not None
+    kube.token_status = HANG_UP
+    with pytest.raises(CloudUnavailable, match="the API server is unreachable"):
+        identity.token("sts.amazonaws.com")
