@@ -46,10 +46,13 @@ class CloudHTTP:
         connect_to: ConnectTo | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        # a CA bundle that cannot be read fails the cloud exchanges, not the exporter
+        self._problem: str | None = None
         try:
             context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise CloudAuthError(f"CA bundle {ca_file}: cannot be read ({exc})") from None
+            self._problem = f"CA bundle {ca_file}: cannot be read ({type(exc).__name__})"
+            context = ssl.create_default_context()
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=4)
         self._timeout = timeout
         self._client = httpx.Client(
@@ -79,6 +82,8 @@ class CloudHTTP:
     ) -> Reply:
         """One exchange; a 5xx is ``CloudUnavailable``, any other status is the caller's.
         ``what`` names the call in messages (``AWS STS``, ``GCE metadata server``)."""
+        if self._problem is not None:
+            raise CloudAuthError(f"{what}: {self._problem}")
         try:
             request = self._client.build_request(
                 method, url, headers=headers, content=content, data=data, params=params

@@ -279,3 +279,12 @@ def test_untrusted_certificate_is_refused(google: Google) -> None:
             GcpIssuer({}, http).for_account(AR, identity)
     finally:
         http.close()
+
+
+def test_an_unreadable_ca_bundle_fails_the_exchanges_only(tmp_path: Path) -> None:
+    http = CloudHTTP(ca_file=ca_bundle({"SSL_CERT_FILE": str(tmp_path / "absent.pem")}))
+    try:
+        with pytest.raises(CloudAuthError, match=r"GCE metadata server: CA bundle .*absent"):
+            GcpIssuer({"GCE_METADATA_HOST": "127.0.0.1:1"}, http).controller(AR)
+    finally:
+        http.close()
