@@ -112,4 +112,5 @@ def refs(target: Target) -> AccessRefs:
         insecure=a.insecure,
         basic_auth_keys=target.id.kind == "HelmChart",
         provider=a.provider,
+        account_identity=target.id.kind != "HelmChart",
     )

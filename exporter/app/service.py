@@ -159,6 +159,7 @@ class Service:
                 clock=time.monotonic,
                 cloud=self.cloud,
                 object_level_identity=settings.object_level_workload_identity,
+                default_service_account=settings.default_service_account,
             ),
             patcher=trigger,
             events=trigger,

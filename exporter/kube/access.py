@@ -47,6 +47,13 @@ from exporter.model import ANONYMOUS, Credentials, ErrorReason, RepositoryRef, T
 from exporter.registry.dockerconfig import DockerConfig, DockerConfigError, merge
 from exporter.registry.dockerconfig import parse as parse_docker_config
 
+# fluxcd/pkg auth's ErrDefaultServiceAccountNotFound
+LOCKDOWN = (
+    "the specified default service account does not exist in the object namespace. your "
+    "cluster is subject to multi-tenant workload identity lockdown, reach out to your "
+    "cluster administrator for help"
+)
+
 
 class AccessError(Exception):
     def __init__(self, message: str, reason: ErrorReason = ErrorReason.CONFIG) -> None:
@@ -75,6 +82,9 @@ class AccessRefs:
     insecure: bool = False
     basic_auth_keys: bool = False  # HelmRepository: username/password keys are allowed
     provider: str = "generic"  # spec.provider
+    # OCIRepository: its ServiceAccount (or the default one) may carry a cloud identity;
+    # an OCI HelmRepository's provider always uses the exporter's own
+    account_identity: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +104,14 @@ class AccessResolver:
         ttl: float = 30.0,
         cloud: CloudSource | None = None,
         object_level_identity: bool = False,
+        default_service_account: str = "",
     ) -> None:
         self._core = k8s.CoreV1Api(api)
         self._clock = clock
         self._ttl = ttl
         self._cloud = cloud
         self._object_level = object_level_identity
+        self._default_account = default_service_account
         self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
@@ -155,7 +167,11 @@ class AccessResolver:
         except CloudError as exc:
             raise AccessError(f"spec.provider {provider.value}: {exc}", exc.reason) from None
         identity: ObjectIdentity | None = None
-        if refs.service_account:
+        name = refs.service_account if refs.account_identity else None
+        lockdown = not name and refs.account_identity and bool(self._default_account)
+        if lockdown:
+            name = self._default_account  # Flux's multi-tenant lockdown
+        if name:
             if not self._object_level:
                 raise AccessError(
                     f"spec.serviceAccountName with spec.provider {provider.value} is object-level "
@@ -163,12 +179,20 @@ class AccessResolver:
                     "exporter's object_level_workload_identity setting to use it",
                     ErrorReason.CONFIG,
                 )
-            account = self._account(refs.namespace, refs.service_account)
+            try:
+                account = self._account(refs.namespace, name)
+            except _AccountMissing:
+                if not lockdown:
+                    raise
+                raise AccessError(
+                    f"default service account {refs.namespace}/{name}: {LOCKDOWN}",
+                    ErrorReason.AUTH,
+                ) from None
             identity = ObjectIdentity(
                 refs.namespace,
-                refs.service_account,
+                name,
                 account.annotations,
-                functools.partial(self._account_token, refs.namespace, refs.service_account),
+                functools.partial(self._account_token, refs.namespace, name),
             )
         try:
             return self._cloud.credentials(registry, identity)
@@ -240,9 +264,10 @@ class AccessResolver:
             try:
                 sa = self._core.read_namespaced_service_account(account, namespace)
             except ApiException as exc:
-                raise AccessError(
-                    _api_problem("service account", namespace, account, exc)
-                ) from None
+                problem = _api_problem("service account", namespace, account, exc)
+                if exc.status == 404:
+                    raise _AccountMissing(problem) from None
+                raise AccessError(problem) from None
             annotations = (sa.metadata.annotations if sa.metadata else None) or {}
             return _Account(
                 tuple(ref.name for ref in (sa.image_pull_secrets or []) if ref.name),
@@ -251,6 +276,10 @@ class AccessResolver:
 
         result: _Account = self._cached(("sa", namespace, account), load)
         return result
+
+
+class _AccountMissing(AccessError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)

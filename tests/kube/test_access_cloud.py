@@ -165,3 +165,33 @@ def test_token_request_to_an_unreachable_api_server(kube: FakeKube) -> None:
     kube.token_status = HANG_UP
     with pytest.raises(CloudUnavailable, match="the API server is unreachable"):
         identity.token("sts.amazonaws.com")
+
+
+def lockdown(kube: FakeKube, cloud: RecordingCloud) -> AccessResolver:
+    return AccessResolver(
+        kube.client(), clock=time.monotonic, cloud=cloud, object_level_identity=True,
+        default_service_account="flux-reader",
+    )  # fmt: skip
+
+
+def test_default_service_account_lockdown(kube: FakeKube) -> None:
+    """Flux's --default-service-account: an object without serviceAccountName uses that
+    account of its own namespace, never the exporter's identity."""
+    kube.account("apps", "flux-reader", ROLE)
+    cloud = RecordingCloud()
+    lockdown(kube, cloud).resolve(AccessRefs("apps", provider="aws"), ECR)
+    [(_, identity)] = cloud.asked
+    assert identity is not None and str(identity) == "apps/flux-reader"
+    with pytest.raises(AccessError, match="multi-tenant workload identity lockdown") as caught:
+        lockdown(kube, cloud).resolve(AccessRefs("other", provider="aws"), ECR)
+    assert caught.value.reason is ErrorReason.AUTH
+    explicit = AccessRefs("other", service_account="ghost", provider="aws")
+    with pytest.raises(AccessError, match="service account other/ghost not found"):
+        lockdown(kube, cloud).resolve(explicit, ECR)
+
+
+def test_a_helm_repository_always_uses_the_exporters_identity(kube: FakeKube) -> None:
+    cloud = RecordingCloud()
+    refs = AccessRefs("apps", basic_auth_keys=True, provider="aws", account_identity=False)
+    lockdown(kube, cloud).resolve(refs, ECR)
+    assert cloud.asked[0][1] is None and kube.tokens == []
