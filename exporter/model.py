@@ -90,12 +90,16 @@ class Credentials:
 
     ``identity_token`` is an OAuth2 refresh token (docker config ``identitytoken``);
     ``registry_token`` is a bearer token sent as-is (docker config ``registrytoken``).
+    ``issuer`` names where short-lived cloud credentials come from (provider, identity,
+    registry): the fingerprint is then the issuer's, so a token rotated every hour keeps
+    the tag cache, the token cache and the auth breaker of its identity.
     """
 
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     identity_token: str | None = field(default=None, repr=False)
     registry_token: str | None = field(default=None, repr=False)
+    issuer: str | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
@@ -111,6 +115,8 @@ class Credentials:
         """A stable, non-reversible key for caches: equal credentials, equal fingerprint."""
         if self.kind == "anonymous":
             return "anonymous"
+        if self.issuer is not None:
+            return hashlib.sha256(("issuer\x00" + self.issuer).encode()).hexdigest()[:32]
         material = "\x00".join(
             v or ""
             for v in (self.username, self.password, self.identity_token, self.registry_token)

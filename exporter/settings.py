@@ -32,6 +32,9 @@ ENV_PREFIX = "FLUX_OCI_TRIGGER_"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 _PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/")
 _ADDRESS = re.compile(
     r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})"
@@ -422,6 +425,29 @@ class Settings:
     )
     """Namespaces whose notifications reach the objects of every namespace (platform
     teams); a notification from any other namespace reaches its own namespace only."""
+    object_level_workload_identity: bool = setting(
+        False,
+        SWITCH,
+        "spec.provider with spec.serviceAccountName: that account's cloud identity "
+        "(Flux's ObjectLevelWorkloadIdentity gate).",
+        flag="--object-level-workload-identity/--no-object-level-workload-identity",
+    )
+    """An OCIRepository with ``spec.provider`` and ``spec.serviceAccountName`` pulls with
+    that ServiceAccount's cloud identity (a token from the TokenRequest API), as Flux does
+    when its ``ObjectLevelWorkloadIdentity`` feature gate is on; off, such an object is a
+    ``config_error``, as Flux refuses it. Needs ``create`` on ``serviceaccounts/token``."""
+    default_service_account: str = setting(
+        "",
+        TEXT,
+        "With spec.provider and no spec.serviceAccountName: this ServiceAccount of the "
+        "object's namespace (Flux's lockdown flag).",
+        shown="none",
+    )
+    """Flux's ``--default-service-account`` (multi-tenant workload identity lockdown): an
+    OCIRepository with ``spec.provider`` and no ``spec.serviceAccountName`` uses this
+    ServiceAccount of its own namespace instead of the exporter's identity; set it as the
+    watched source-controller has it. Needs ``object_level_workload_identity``, as Flux's
+    needs its feature gate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +547,20 @@ def _check(s: dict[str, Any], failed: set[str]) -> list[str]:
             ("events_listen", "listen"),
             s["events_listen"] == s["listen"],
             "events_listen must differ from listen (events may be exposed, metrics not)",
+        ),
+        (
+            ("default_service_account", "object_level_workload_identity"),
+            bool(s["default_service_account"]) and not s["object_level_workload_identity"],
+            "default_service_account needs object_level_workload_identity (Flux: cannot set "
+            "default service accounts when the feature gate ObjectLevelWorkloadIdentity is "
+            "not enabled)",
+        ),
+        (
+            ("default_service_account",),
+            bool(s["default_service_account"])
+            and not _DNS_SUBDOMAIN.fullmatch(s["default_service_account"]),
+            f"default_service_account {_shown(s['default_service_account'])} is not a "
+            "ServiceAccount name",
         ),
         (
             _LEASE,

@@ -117,6 +117,11 @@ def test_cross_checks_skip_values_that_did_not_convert() -> None:
         ({"stuck_backoff_min": "0s"}, "stuck_backoff_min must be"),
         ({"interval": float("inf")}, "--interval"),
         ({"dry_run": 1}, "--dry-run"),
+        ({"default_service_account": "flux"}, "needs object_level_workload_identity"),
+        (
+            {"default_service_account": "Flux_SA", "object_level_workload_identity": True},
+            "not a ServiceAccount name",
+        ),
     ],
 )
 def test_invalid(flags: dict[str, object], word: str) -> None:
@@ -165,6 +170,7 @@ def test_defaults_are_shown_as_their_flags_take_them() -> None:
         "leader_election_namespace",
         "leader_election_id",
         "notify_everywhere",
+        "default_service_account",
     }
     for s in SETTINGS:
         if s.name not in described:  # the others' default reads back as itself

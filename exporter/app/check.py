@@ -78,7 +78,7 @@ class Checker:
             try:
                 access = self._access.resolve(refs(target), target.repository)
             except AccessError as exc:
-                return RegistryFailure(ErrorReason.CONFIG, str(exc), last), None
+                return RegistryFailure(exc.reason, str(exc), last), None
             observation = observe(target, access, self._cache, last)
             digest = creation_wanted(target, observation)
             if digest is None or self._known(target.repository, digest, access):
@@ -118,4 +118,6 @@ def refs(target: Target) -> AccessRefs:
         cert_secret_name=a.cert_secret,
         insecure=a.insecure,
         basic_auth_keys=target.id.kind == "HelmChart",
+        provider=a.provider,
+        account_identity=target.id.kind != "HelmChart",
     )

@@ -25,6 +25,7 @@ from exporter.app.engine import Engine
 from exporter.app.notifications import EVENTS, NotificationChannel
 from exporter.app.secrets import hook_secrets
 from exporter.app.workers import HostWorkers
+from exporter.cloud.setup import cloud_credentials
 from exporter.core.backoff import Backoff
 from exporter.core.hooks import HookSource
 from exporter.kube.access import AccessResolver
@@ -156,6 +157,7 @@ class Service:
             log.info("Events also go to Flux's notification-controller at %s",
                      shown_address(settings.events_addr))  # fmt: skip
         self.workers = HostWorkers(settings.registry_concurrency)
+        self.cloud, self.cloud_http = cloud_credentials(os.environ)
         self.engine = Engine(
             EngineConfig(
                 prefix=settings.annotation_prefix,
@@ -170,7 +172,13 @@ class Service:
             ),
             resources=self.resources,
             cache=self.cache,
-            access=AccessResolver(self.api, clock=time.monotonic),
+            access=AccessResolver(
+                self.api,
+                clock=time.monotonic,
+                cloud=self.cloud,
+                object_level_identity=settings.object_level_workload_identity,
+                default_service_account=settings.default_service_account,
+            ),
             patcher=trigger,
             events=events,
             store=self.store,
@@ -321,4 +329,5 @@ class Service:
         self.workers.stop(timeout=2.0)
         self.exposition.stop()
         self.registry.close()
+        self.cloud_http.close()
         log.info("stopped in %.1fs", time.monotonic() - started)

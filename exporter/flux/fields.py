@@ -15,6 +15,7 @@ from exporter.flux.annotations import (
     ENABLED,
     opted_out,
 )
+from exporter.flux.cloud import is_known_provider
 from exporter.flux.events import forwarded_annotations
 from exporter.flux.revision import (
     AppliedRevision,
@@ -28,7 +29,6 @@ from exporter.flux.targets import (
 from exporter.model import RepositoryRef
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-SUPPORTED_PROVIDERS = frozenset({"", "generic"})
 METADATA = ("name", "namespace", "uid", "resourceVersion", "annotations")  # what is read
 
 Obj = Mapping[str, Any]
@@ -159,9 +159,7 @@ def repository_ref(url: str | None, field: str, problems: list[str]) -> Reposito
 
 
 def unsupported_reason(access: Access) -> str | None:
-    if access.provider not in SUPPORTED_PROVIDERS:
-        return (
-            f"spec.provider {access.provider[:40]!r}: cloud workload identity cannot be "
-            "reproduced outside the Flux controller"
-        )
+    """What Flux itself would not do: a provider its auth library does not implement."""
+    if not is_known_provider(access.provider):
+        return f"spec.provider {access.provider[:40]!r}: not implemented by Flux"
     return None

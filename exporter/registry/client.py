@@ -48,7 +48,14 @@ from exporter.registry.exchange import (
     RegistryObserver,
     Reply,
 )
-from exporter.registry.pools import Pools, base_url, origin, registry_origin, show_origin
+from exporter.registry.pools import (
+    ConnectTo,
+    Pools,
+    base_url,
+    origin,
+    registry_origin,
+    show_origin,
+)
 from exporter.registry.session import Session
 
 __all__ = ["MANIFEST_ACCEPT", "PAGE_SIZE", "RegistryClient", "RegistryObserver"]
@@ -97,12 +104,14 @@ class RegistryClient:
         auth_breaker: AuthBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
+        connect_to: ConnectTo | None = None,
     ) -> None:
         self._pools = Pools(
             timeout=timeout,
             max_concurrency=max_concurrency_per_registry,
             user_agent=user_agent,
             transport=transport,
+            connect_to=connect_to,
         )
         exchanger = Exchanger(
             pools=self._pools,

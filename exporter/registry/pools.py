@@ -24,7 +24,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpcore
@@ -154,9 +154,16 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+ConnectTo = Mapping[tuple[str, int], tuple[str, int]]
+"""(host, port) as a URL names it -> (host, port) to connect to, like curl's ``--connect-to``:
+TLS still checks the certificate against the URL's host. Tests point the clouds' real
+host names at loopback stand-ins with it; nothing else sets it."""
+
+
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
+    def __init__(self, connect_to: ConnectTo | None = None) -> None:
         self._inner = httpcore.SyncBackend()
+        self._connect_to = connect_to or {}
 
     def connect_tcp(
         self,
@@ -167,6 +174,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         deadline, timeout = _bounded(timeout, httpcore.ConnectTimeout)
+        host, port = self._connect_to.get((host, port), (host, port))
         try:
             stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         except httpcore.ConnectTimeout:
@@ -178,7 +186,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.HTTPTransport:
+def deadline_transport(
+    verify: ssl.SSLContext, limits: httpx.Limits, connect_to: ConnectTo | None = None
+) -> httpx.HTTPTransport:
     """httpx's transport on deadline-bound sockets.
 
     httpx takes no network backend, so the (still empty) pool it built is swapped for the
@@ -192,7 +202,7 @@ def _transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.HTTPTransp
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_DeadlineBackend(),
+        network_backend=_DeadlineBackend(connect_to),
     )
     return transport
 
@@ -236,8 +246,10 @@ class Pools:
         max_concurrency: int,
         user_agent: str,
         transport: httpx.BaseTransport | None = None,
+        connect_to: ConnectTo | None = None,
     ) -> None:
         self._transport = transport  # tests only: httpx.MockTransport for unreproducible answers
+        self._connect_to = connect_to  # tests only: see ConnectTo
         self._timeout = timeout
         self._max_concurrency = max_concurrency
         self._user_agent = user_agent
@@ -266,7 +278,7 @@ class Pools:
             limits=limits,
             headers={"User-Agent": self._user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=True,  # blob/manifest redirects to storage; tags never redirect
-            transport=self._transport or _transport(verify, limits),
+            transport=self._transport or deadline_transport(verify, limits, self._connect_to),
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY like Flux does
         )
         with self._lock:

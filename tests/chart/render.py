@@ -34,6 +34,7 @@ LAYOUTS: dict[str, Values] = {
         **MONITORING,
     },
     "sharded": {"namespace": {"create": True}, "shards": ["shard1", "shard2"]},
+    "workload-identity": {"namespace": {"create": True}, "objectLevelWorkloadIdentity": True},
 }
 
 

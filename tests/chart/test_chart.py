@@ -355,6 +355,21 @@ def test_pod_settings_reach_the_pod(helm: str) -> None:
     assert account["metadata"]["annotations"] == EVERYTHING["serviceAccount"]["annotations"]
 
 
+def test_object_level_workload_identity_and_the_default_account(helm: str) -> None:
+    values = {"objectLevelWorkloadIdentity": True, "defaultServiceAccount": "flux-reader"}
+    objects = template(helm, values)
+    env = {e["name"]: e.get("value") for e in container(objects)["env"]}
+    assert env["FLUX_OCI_TRIGGER_OBJECT_LEVEL_WORKLOAD_IDENTITY"] == "true"
+    assert env["FLUX_OCI_TRIGGER_DEFAULT_SERVICE_ACCOUNT"] == "flux-reader"
+    rules = one(objects, "ClusterRole")["rules"]
+    assert {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]} in (
+        rules
+    )
+    plain = template(helm, {})
+    assert "serviceaccounts/token" not in str(one(plain, "ClusterRole")["rules"])
+    assert "WORKLOAD_IDENTITY" not in str(container(plain)["env"])
+
+
 def test_security_context_can_be_changed(helm: str) -> None:
     """Keys merge over the defaults; null removes one."""
     capabilities = {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}

@@ -46,6 +46,15 @@ SAMPLES: dict[str, tuple[list[str], str]] = {
     "stuck_backoff_max": (["--stuck-backoff-max", "2h"], "2h"),
     "notify_watch": (["--no-notify-watch"], "false"),
     "notify_everywhere": (["--notify-everywhere", "platform"], "platform"),
+    "object_level_workload_identity": (["--object-level-workload-identity"], "on"),
+    "default_service_account": (["--default-service-account", "flux"], "flux"),
+}
+# what a setting needs beside it to be valid: (flags, variables)
+COMPANIONS = {
+    "default_service_account": (
+        ["--object-level-workload-identity"],
+        {"FLUX_OCI_TRIGGER_OBJECT_LEVEL_WORKLOAD_IDENTITY": "on"},
+    ),
 }
 
 
@@ -70,9 +79,10 @@ def test_every_setting_has_a_sample() -> None:
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_a_flag_and_its_variable_give_the_same_setting(name: str) -> None:
     args, text = SAMPLES[name]
+    flags, variables = COMPANIONS.get(name, ([], {}))
     declared = next(s for s in SETTINGS if s.name == name)
-    from_flag = from_sources(_flags(args), {})
-    from_variable = from_sources({}, {declared.variable: text})
+    from_flag = from_sources(_flags([*args, *flags]), {})
+    from_variable = from_sources({}, {declared.variable: text, **variables})
     assert from_flag == from_variable
     assert getattr(from_flag, name) != getattr(Settings(), name)
 

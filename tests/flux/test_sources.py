@@ -164,10 +164,15 @@ def test_config_problems_are_collected() -> None:
 
 
 @pytest.mark.parametrize("provider", ["aws", "azure", "gcp"])
-def test_cloud_providers_are_unsupported(provider: str) -> None:
-    problem = oci_repository_target(oci_repository(provider=provider), P, **LIMITS)
+def test_cloud_providers_are_watched(provider: str) -> None:
+    target = oci_repository_target(oci_repository(provider=provider), P, **LIMITS)
+    assert isinstance(target, Target) and target.access.provider == provider
+
+
+def test_a_provider_flux_does_not_implement_is_unsupported() -> None:
+    problem = oci_repository_target(oci_repository(provider="alibaba"), P, **LIMITS)
     assert isinstance(problem, SourceProblem) and problem.reason is ErrorReason.UNSUPPORTED
-    assert provider in problem.problems[0]
+    assert problem.problems == ("spec.provider 'alibaba': not implemented by Flux",)
 
 
 def test_unreadable_revision_is_kept_as_a_problem() -> None:
@@ -320,11 +325,11 @@ def test_chart_reports_repository_problems() -> None:
     assert all("HelmRepository flux-system/charts" in p for p in problem.problems[:2])
 
 
-def test_chart_of_cloud_repository_is_unsupported() -> None:
+def test_chart_of_cloud_repository_carries_the_provider() -> None:
     repo = helm_repository()
     repo["spec"]["provider"] = "aws"
-    problem = helm_chart_target(helm_chart(), repo_info(repo), P)
-    assert isinstance(problem, SourceProblem) and problem.reason is ErrorReason.UNSUPPORTED
+    target = helm_chart_target(helm_chart(), repo_info(repo), P)
+    assert isinstance(target, Target) and target.access.provider == "aws"
 
 
 def test_helm_chart_source() -> None:

@@ -254,7 +254,23 @@ def test_the_sharded_layout_runs_two_shards_and_the_rest(kubectl: str) -> None:
         assert term["podAffinityTerm"]["labelSelector"] == {"matchLabels": match}
 
 
-@pytest.mark.parametrize("layout", [".", "base", "namespaced", "events", "sharded", "notify"])
+def test_the_workload_identity_layout_adds_token_requests_and_the_setting(kubectl: str) -> None:
+    """manifests/workload-identity: object-level workload identity, which alone needs the
+    exporter to create ServiceAccount tokens; nothing else changes."""
+    objects = kustomize(kubectl, ROOT / "manifests" / "workload-identity")
+    granted = _permissions(one(objects, "ClusterRole"))
+    assert granted == PERMISSIONS | {("", "serviceaccounts/token", "create")}
+    env = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FLUX_OCI_TRIGGER_OBJECT_LEVEL_WORKLOAD_IDENTITY", "value": "true"} in env
+    base = kustomize(kubectl, ROOT / "manifests" / "base")
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in base
+    )
+
+
+@pytest.mark.parametrize(
+    "layout", [".", "base", "namespaced", "events", "sharded", "notify", "workload-identity"]
+)
 def test_every_object_of_every_layout_is_labelled_part_of(kubectl: str, layout: str) -> None:
     objects = kustomize(kubectl, ROOT / "manifests" / layout)
     unlabelled = [(o["kind"], o["metadata"]["name"]) for o in objects

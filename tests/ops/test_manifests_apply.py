@@ -392,3 +392,49 @@ def _event_reasons(api: Any, ns: str) -> list[str]:
     from kubernetes import client
 
     return [e.reason or "" for e in client.CoreV1Api(api).list_namespaced_event(ns).items]
+
+
+def test_the_workload_identity_layout_may_mint_service_account_tokens(
+    prepared: str, kubectl: str, tmp_path: Path
+) -> None:
+    """manifests/workload-identity: its ClusterRole, bound to a fresh ServiceAccount, lets
+    the exporter ask a token for a tenant's ServiceAccount (object-level workload identity)
+    and still no more than the base rules otherwise; the base ClusterRole does not."""
+    from kubernetes import client, config
+
+    objects = kustomize(kubectl, ROOT / "manifests" / "workload-identity")
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
+    account = "flux-oci-trigger-wi"
+    role["metadata"]["name"] = binding["metadata"]["name"] = binding["roleRef"]["name"] = account
+    binding["subjects"][0]["name"] = account
+    k = [kubectl, "--kubeconfig", prepared]
+    code, out = _run([*k, "-n", "flux-oci-trigger", "create", "serviceaccount", account])
+    assert code == 0, out
+    code, out = _run([*k, "apply", "--server-side", "-f", "-"], _documents([role, binding]))
+    assert code == 0, out
+    tenant = "wi-tenant"
+    code, out = _run([*k, "create", "namespace", tenant])
+    assert code == 0, out
+    code, out = _run([*k, "-n", tenant, "create", "serviceaccount", "reader"])
+    assert code == 0, out
+    as_exporter = _token_kubeconfig(kubectl, prepared, tmp_path / "wi.kubeconfig", account)
+    for verb, expected in (
+        (["create", "serviceaccounts", "--subresource=token"], "yes"),
+        (["get", "serviceaccounts", "--subresource=token"], "no"),
+        (["list", "secrets"], "no"),
+    ):
+        _, out = _run([kubectl, "--kubeconfig", as_exporter, "auth", "can-i", *verb, "-n", tenant])
+        assert out.strip() == expected, (verb, out)
+    api = config.new_client_from_config(config_file=as_exporter)  # type: ignore[no-untyped-call]
+    try:
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=["sts.amazonaws.com"])
+        )
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
+            "reader", tenant, request
+        )
+        assert answer.status is not None and answer.status.token
+        assert answer.spec is not None and answer.spec.audiences == ["sts.amazonaws.com"]
+    finally:
+        api.close()

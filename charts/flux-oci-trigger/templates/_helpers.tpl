@@ -130,4 +130,9 @@ The rules of the ClusterRole, and of each Role when watchNamespaces is set. Leas
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["list", "watch"]
+{{- if .Values.objectLevelWorkloadIdentity }}
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- end }}
 {{- end -}}
