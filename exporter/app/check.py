@@ -109,6 +109,21 @@ class Checker:
         return self._cache.known_created(repo, digest, access.credentials, access.tls) is not None
 
 
+def same_question(first: Target, other: Target, answer: Observation) -> bool:
+    """Whether ``answer``, observed for ``first``, is what checking ``other`` would observe
+    now: the same repository read with the same access (namespace, secrets, certificates:
+    one tenant's answer never stands for another's), the same rule, kind and applied
+    revision. A failure is not shared: it carries the target's own last known artifact."""
+    return (
+        not isinstance(answer, RegistryFailure)
+        and first.repository == other.repository
+        and first.id.kind == other.id.kind
+        and first.rule == other.rule
+        and first.applied == other.applied
+        and refs(first) == refs(other)
+    )
+
+
 def refs(target: Target) -> AccessRefs:
     a = target.access
     return AccessRefs(

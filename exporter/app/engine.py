@@ -31,7 +31,7 @@ from typing import Any
 from exporter.app.actor import Actor, EventSink, Patched, Patcher
 from exporter.app.book import Book
 from exporter.app.catalog import Catalog
-from exporter.app.check import AccessSource, Checker, Creation, Creations
+from exporter.app.check import AccessSource, Checker, Creation, Creations, same_question
 from exporter.app.config import EngineConfig
 from exporter.app.gate import RepositoryGate
 from exporter.app.judge import Judge
@@ -248,12 +248,16 @@ class Engine:
             self._creations.add(message.creation)
             if self._store.passes:  # after the first pass: read it now, at a lower priority
                 self._read_creations()
-        for waited in self._gate.release(message.source):  # the cache answers them now
+        for waited in self._gate.release(message.source):
             known = self._book.get(waited.id)
-            if known is not None and known.source is waited and known.in_flight_since:
-                self._submit(waited, known, quick=True)
-            elif known is not None and known.in_flight_since:
+            if known is None or not known.in_flight_since:
+                continue
+            if known.source is not waited:  # changed meanwhile: due again at once
                 self._book.set(waited.id, replace(known, in_flight_since=None, overdue=False))
+            elif same_question(message.source, waited, message.observation):
+                self._finish(known, message.observation, now)  # the same answer, as is
+            else:
+                self._submit(waited, known, quick=True)  # the cache answers it
         t = self._book.get(message.target)
         if t is None:
             return  # the object went away meanwhile

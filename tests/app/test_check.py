@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.app.check import AccessSource, Checker, Creation
+from exporter.app.check import AccessSource, Checker, Creation, same_question
 from exporter.core.observation import Fresh, RegistryFailure
 from exporter.flux.annotations import Options
-from exporter.flux.revision import AppliedRevision
+from exporter.flux.revision import AppliedRevision, parse_oci_revision
 from exporter.flux.targets import Access, Target, TargetId, TargetKind, WatchRule
 from exporter.kube.access import AccessError, AccessRefs, RegistryAccess
 from exporter.model import (
@@ -146,3 +146,16 @@ def test_a_bug_reading_a_creation_time_answers_unknown(caplog: pytest.LogCapture
         assert c.created(Creation(REPO, DIGEST, ACCESS)) is None
     [logged] = caplog.records
     assert logged.exc_info is not None and DIGEST in logged.getMessage()
+
+
+def test_an_answer_is_shared_only_with_the_same_question() -> None:
+    other = replace(APP, id=APP.id._replace(name="other"))
+    assert same_question(APP, other, NEW)
+    tenant = replace(APP, id=APP.id._replace(namespace="tenant"))
+    assert not same_question(APP, tenant, NEW)  # another tenant asks with its own access
+    assert not same_question(APP, replace(APP, access=replace(APP.access, secret="other")), NEW)
+    revision = parse_oci_revision("1.0.0@" + DIGEST)
+    assert isinstance(revision, AppliedRevision)
+    applied = replace(APP, applied=revision)
+    assert not same_question(APP, applied, NEW)  # versions behind differ
+    assert not same_question(APP, other, RegistryFailure(ErrorReason.AUTH))
