@@ -10,9 +10,10 @@ pid of the ``Popen`` (``unshare`` and ``chroot`` exec, nothing forks), so it is 
 and reaped like any child, and ``/proc/<pid>/status`` shows the image's own process.
 
 ``python -m devenv.image lock`` rewrites ``requirements.lock``: the runtime dependency
-closure of pyproject's ``dependencies`` at the versions this virtualenv has, plus the
-newest ``build-system.requires`` release, each with the sha256 of its wheels for CPython
-3.11 on linux x86_64 and aarch64 (downloaded from the index with pip to hash them).
+closure of pyproject's ``dependencies`` at the versions this virtualenv has, less
+:data:`LEFT_OUT` and what only they require, plus the newest ``build-system.requires``
+release, each with the sha256 of its wheels for CPython 3.11 on linux x86_64 and aarch64
+(downloaded from the index with pip to hash them).
 """
 
 from __future__ import annotations
@@ -42,23 +43,36 @@ PYTHON = "3.11"
 GLIBC = 36  # Debian bookworm's glibc 2.36: the base of both the public and the local image
 ARCHES = ("x86_64", "aarch64")
 
+# Declared requirements of our dependencies that the image leaves out, with why. What only
+# they require goes too (aiohttp's yarl, multidict, frozenlist, aiosignal, propcache, attrs,
+# aiohappyeyeballs). The image's build imports everything the exporter imports instead of
+# `pip check`, which would report these as missing.
+LEFT_OUT = {
+    "aiohttp": "kubernetes' asyncio client (kubernetes.aio), which the image does not ship",
+    "aiohttp-retry": "the same asyncio client",
+}
+
 _LOCK_HEADER = """\
 # The image's Python dependencies, pinned with the sha256 of their wheels (CPython {python},
 # linux {arches}); the Dockerfile installs exactly these, with pip --require-hashes.
-# Runtime: the closure of pyproject's [project] dependencies at the .venv's versions.
-# Build only (removed from the image): [build-system] requires, newest release.
+# Runtime: the closure of pyproject's [project] dependencies at the .venv's versions, less
+# what the image never imports (and what only that requires):
+{left_out}# Build only (removed from the image): [build-system] requires, newest release.
 # Refresh after changing either or upgrading the .venv: .venv/bin/python -m devenv.image lock
 """
 
 
-def runtime_pins(requirements: Sequence[str]) -> dict[str, str]:
-    """Installed name -> version for ``requirements`` and everything they require."""
+def runtime_pins(
+    requirements: Sequence[str], left_out: Mapping[str, str] = LEFT_OUT
+) -> dict[str, str]:
+    """Installed name -> version for ``requirements`` and everything they require, but
+    ``left_out`` and what is required only through them."""
     pins: dict[str, str] = {}
     todo = [Requirement(r) for r in requirements]
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
-        if name in pins:
+        if name in pins or name in left_out:
             continue
         dist = metadata.distribution(req.name)
         pins[name] = dist.version
@@ -106,7 +120,8 @@ def write_lock(path: Path = LOCK) -> str:
             _pip_download([*target, *(f"{n}=={v}" for n, v in pins.items())], work / arch)
             for wheel_name, digests in _wheel_hashes(work / arch).items():
                 hashes.setdefault(wheel_name, set()).update(digests)
-    text = _LOCK_HEADER.format(python=PYTHON, arches=" and ".join(ARCHES))
+    left_out = "".join(f"#   {name}: {why}\n" for name, why in LEFT_OUT.items())
+    text = _LOCK_HEADER.format(python=PYTHON, arches=" and ".join(ARCHES), left_out=left_out)
     for section, names in (("runtime", runtime), ("build", build)):
         text += f"\n# {section}\n"
         for name in sorted(names):

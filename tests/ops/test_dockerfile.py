@@ -36,18 +36,22 @@ def _final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def test_multi_stage_on_one_base_pinned_to_an_exact_python_3_11_slim() -> None:
+def test_built_on_an_exact_python_3_11_slim_and_run_from_scratch() -> None:
     steps = _instructions()
     first_from = next(i for i, (op, _) in enumerate(steps) if op == "FROM")
     args = dict(a.split("=", 1) for op, a in steps[:first_from] if op == "ARG" and "=" in a)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", args["BASE_IMAGE"])
     bases = [a.split()[0] for op, a in steps if op == "FROM"]
-    assert len(bases) >= 2
-    assert all(base == "${BASE_IMAGE}" for base in bases)  # scripts/build-image swaps it
+    # the build runs on the base (scripts/build-image swaps it); the image has only what
+    # the build stage assembled from it
+    assert bases == ["${BASE_IMAGE}", "scratch"]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
     runs = " ".join(a for op, a in steps if op == "RUN")
     assert not re.search(r"(^|[\s/])python(\s|$)", runs), "python3: Debian has no `python`"
+    # the root filesystem is assembled by the environment's own interpreter, isolated
+    # (-I: the source tree in the working directory must not shadow the installed package)
+    assert "/opt/flux-oci-trigger/bin/python3 -I rootfs.py --busybox" in runs
 
 
 def test_dependencies_come_from_the_lock_checked_by_hash() -> None:
@@ -78,8 +82,31 @@ def test_final_stage_runs_the_cli_as_uid_65532() -> None:
 
 def test_final_stage_copies_only_the_built_environment() -> None:
     copies = [args for op, args in _final_stage() if op == "COPY"]
-    assert copies and all(args.startswith("--from=") for args in copies)
+    assert copies == ["--from=build /rootfs /",
+                      "--from=build /opt/flux-oci-trigger /opt/flux-oci-trigger"]  # fmt: skip
     assert not [args for op, args in _final_stage() if op == "RUN"], "nothing built as root"
+
+
+def test_final_stage_labels_say_what_and_which_commit() -> None:
+    final = _final_stage()
+    (labels,) = [args for op, args in final if op == "LABEL"]
+    found = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', labels))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert found == {
+        "org.opencontainers.image.title": project["name"],
+        "org.opencontainers.image.description": project["description"],
+        "org.opencontainers.image.licenses": project["license"]["text"],
+        "org.opencontainers.image.source": "https://gitlab.com/flux-oci-trigger/flux-oci-trigger",
+        "org.opencontainers.image.version": "${VERSION}",
+        "org.opencontainers.image.revision": "${REVISION}",
+        "org.opencontainers.image.base.name": "${BASE_IMAGE}",
+    }
+    args = dict(a.partition("=")[::2] for op, a in final if op == "ARG")
+    assert args["VERSION"] == project["version"]  # a release bumps both
+    assert args["REVISION"] == ""  # given by the build: scripts/build-image passes the commit
+    assert '--build-arg "REVISION=$revision"' in (ROOT / "scripts" / "build-image").read_text()
+    # the labels come last: a new commit reuses every layer
+    assert [op for op, _ in final][-4:] == ["ARG", "ARG", "ARG", "LABEL"]
 
 
 def _ignored(path: str) -> bool:
@@ -110,6 +137,8 @@ def test_build_context_holds_what_the_build_copies_and_nothing_secret() -> None:
         assert (ROOT / source).exists(), source
         assert not _ignored(source.rstrip("/")), source
     assert not _ignored("exporter/cli/main.py")
+    assert not _ignored("devenv/rootfs.py")
     for private in (".git/config", ".venv/bin/python", "tests/ops/conftest.py",
-                    "exporter/__pycache__/cli.cpython-311.pyc", ".dev-env/kubeconfig"):  # fmt: skip
+                    "exporter/__pycache__/cli.cpython-311.pyc", ".dev-env/kubeconfig",
+                    "devenv/image.py", "devenv/__pycache__/rootfs.cpython-311.pyc"):  # fmt: skip
         assert _ignored(private), private

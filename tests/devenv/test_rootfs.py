@@ -1,0 +1,93 @@
+"""devenv/rootfs.py's reasoning, without building an image (tests/image runs the result):
+which imports it finds and which of them would survive a removal, and what it prunes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devenv.rootfs import Removals, imports, prune_site_packages, unproven
+
+SOURCE = """
+import os, readline
+from . import sibling
+from ..up import thing
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    import only_for_mypy
+try:
+    import sqlite3
+except (OSError, ImportError):
+    sqlite3 = None
+def later():
+    try:
+        from curses import panel
+    except ValueError:
+        pass
+"""
+
+
+def test_imports_are_found_at_any_depth_resolved_and_marked_when_guarded() -> None:
+    found = {(i.module, i.guarded) for i in imports(SOURCE, "pkg.sub.mod")}
+    assert found == {
+        ("os", False), ("readline", False),
+        ("pkg.sub", False), ("pkg.sub.sibling", False),
+        ("pkg.up", False), ("pkg.up.thing", False),
+        ("typing", False), ("typing.TYPE_CHECKING", False),
+        ("sqlite3", True),
+        ("curses", False), ("curses.panel", False),  # ValueError does not cover its absence
+    }  # fmt: skip
+    # in a package's __init__, "." is the package itself
+    assert {i.module for i in imports("from . import x", "pkg", is_package=True)} == {
+        "pkg", "pkg.x"
+    }  # fmt: skip
+
+
+def test_a_removal_is_proven_only_when_every_import_of_it_is_guarded(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "safe.py").write_text(
+        "try:\n    import gone\nexcept ImportError:\n    pass\n"
+    )
+    (tmp_path / "pkg" / "user.py").write_text("def f():\n    from gone.deep import x\n")
+    (tmp_path / "unrelated.py").write_text("import gone_not\n")
+    removals = Removals({"gone"})
+    assert unproven([tmp_path], removals) == [
+        f"{tmp_path}/pkg/user.py:2: imports gone.deep (gone)",
+        f"{tmp_path}/pkg/user.py:2: imports gone.deep.x (gone)",
+    ]
+    (tmp_path / "pkg" / "user.py").unlink()
+    assert unproven([tmp_path], removals) == []
+
+
+def test_prune_removes_the_asyncio_client_tests_and_stubs_only(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    files = [
+        "kubernetes/__init__.py", "kubernetes/aio/__init__.py", "kubernetes/aio/client.py",
+        "kubernetes/watch/watch.py", "kubernetes/watch/watch_test.py",
+        "kubernetes/watch/__pycache__/watch.cpython-311.pyc",
+        "kubernetes/watch/__pycache__/watch_test.cpython-311.pyc",
+        "websocket/__init__.py", "websocket/tests/__init__.py", "websocket/tests/test_x.py",
+        "aiolib/test_utils.py", "aiolib/__init__.py", "aiolib/types.pyi",
+        "prometheus_client/__init__.py", "prometheus_client/aiohttp/__init__.py",
+        "test_toplevel.py",
+    ]  # fmt: skip
+    for name in files:
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text("x = 1\n")
+    removals = Removals()
+    prune_site_packages(site, removals)
+    left = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
+    assert left == [
+        "aiolib/__init__.py", "aiolib/test_utils.py",  # a helper module, not a test
+        "kubernetes/__init__.py", "kubernetes/watch/__pycache__/watch.cpython-311.pyc",
+        "kubernetes/watch/watch.py",
+        "prometheus_client/__init__.py",
+        "test_toplevel.py",  # a distribution's own top-level module
+        "websocket/__init__.py",
+    ]  # fmt: skip
+    assert removals.modules == {
+        "kubernetes.aio", "prometheus_client.aiohttp", "kubernetes.watch.watch_test",
+        "websocket.tests",
+    }  # fmt: skip
+    assert removals.covers("kubernetes.aio.client") == "kubernetes.aio"
+    assert removals.covers("kubernetes.watch") is None
