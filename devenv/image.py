@@ -183,10 +183,13 @@ def mounted(image: str) -> Iterator[Path]:
 
 
 # Runs in a private mount namespace (nothing it mounts is seen outside), as root, then
-# becomes the image's process: "$1" rootfs, "$2" files for /tmp, "$3" user, then argv.
+# becomes the image's process: "$1" rootfs, "$2" files for /tmp, "$3" user, "$4" this host's
+# PATH (for its own tools: the image's PATH, in the environment for argv, may not have them),
+# then argv.
 _ENTER = r"""
-root=$1 stage=$2 user=$3
-shift 3
+root=$1 stage=$2 user=$3 image_path=$PATH
+PATH=$4
+shift 4
 mount --bind "$root" "$root"
 mount -o remount,bind,ro,nosuid,nodev "$root"
 mount -t tmpfs -o mode=1777,nosuid,nodev,size=64m tmpfs "$root/tmp"
@@ -199,7 +202,9 @@ done
 cp -R "$stage/." "$root/tmp/"
 chown -R "$user" "$root/tmp"
 chmod 1777 "$root/tmp"
-exec chroot --userspec="$user" --groups="${user#*:}" "$root" "$@"
+chroot=$(command -v chroot)
+PATH=$image_path
+exec "$chroot" --userspec="$user" --groups="${user#*:}" "$root" "$@"
 """
 
 
@@ -225,7 +230,7 @@ def run_read_only(
         return subprocess.Popen(
             [shutil.which("unshare") or "unshare", "--mount", "--propagation=private",
              "/bin/sh", "-euc", _ENTER, "sh", str(rootfs), str(tmp_files), user,
-             *entrypoint, *args],
+             os.environ.get("PATH", os.defpath), *entrypoint, *args],
             env=environ, stdin=subprocess.DEVNULL,
             stdout=out or subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip

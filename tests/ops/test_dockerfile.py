@@ -8,6 +8,7 @@ import json
 import re
 import tomllib
 
+from devenv.image import LEFT_OUT, build_only
 from tests.ops.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -68,6 +69,9 @@ def test_dependencies_come_from_the_lock_checked_by_hash() -> None:
         name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         assert name in pins, name
     assert "setuptools" in pins  # the build backend, installed without build isolation
+    assert build_only() == ["setuptools"]  # the Dockerfile uninstalls what this lists
+    assert not set(LEFT_OUT) & set(pins)  # kubernetes' asyncio client: nothing imports it
+    assert not {"yarl", "multidict", "frozenlist", "aiosignal", "propcache"} & set(pins)
 
 
 def test_final_stage_runs_the_cli_as_uid_65532() -> None:
