@@ -22,7 +22,8 @@ on ``sys.path``)::
    and ``/etc/group`` (root, nonroot 65532), ``nsswitch.conf``, ``os-release``; empty
    ``/tmp``, ``/proc``, ``/dev`` and ``/sys`` for a runtime's mounts; and, as distroless
    does, the dpkg records of the Debian packages these files come from
-   (``/var/lib/dpkg/status.d``), so that image scanners still see them.
+   (``/var/lib/dpkg/status.d``), so that image scanners still see them. What the build
+   makes bears one time, so an unchanged runtime is the same layer build after build.
 4. **Prove** the removals: in what is kept, every import of a removed module sits in a
    ``try`` that handles ``ImportError`` (``pydoc`` without its topics, ``site`` without
    ``readline``), or is listed in :data:`DEAD_IMPORTS` with why it never runs.
@@ -328,6 +329,16 @@ class Tree:
             self.copied.add(path)
         return path
 
+    def settle(self, timestamp: int) -> None:
+        """Give what this build made (folders, links, written files) the same time in
+        every build, so that an unchanged runtime is the same layer: registries and nodes
+        keep it from one release to the next. Copied files keep theirs (bytecode checks
+        its source's)."""
+        copied = {self.at(p) for p in self.copied if not p.is_symlink()}
+        for path in [self.dest, *self.dest.rglob("*")]:
+            if path not in copied or path.is_dir():
+                os.utime(path, (timestamp, timestamp), follow_symlinks=False)
+
     def write(self, path: Path, text: str, mode: int = 0o644) -> None:
         target = self.at(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -505,6 +516,8 @@ def assemble(venv: Path, dest: Path, *, busybox: bool) -> list[str]:
     records = dpkg_records(tree)
     for package, record in records.items():
         tree.write(Path("/var/lib/dpkg/status.d") / package, record)
+
+    tree.settle(int(interpreter.stat().st_mtime))
 
     problems = unproven([tree.at(stdlib), site], removals)
     if problems:
