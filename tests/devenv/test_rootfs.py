@@ -1,11 +1,13 @@
 """devenv/rootfs.py's reasoning, without building an image (tests/image runs the result):
-which imports it finds and which of them would survive a removal, and what it prunes."""
+which imports it finds and which of them would survive a removal, what it prunes, and how
+it copies a file with the links on its way."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from devenv.rootfs import Removals, imports, prune_site_packages, unproven
+from devenv.rootfs import Removals, Tree, imports, prune_site_packages, unproven
 
 SOURCE = """
 import os, readline
@@ -91,3 +93,29 @@ def test_prune_removes_the_asyncio_client_tests_and_stubs_only(tmp_path: Path) -
     }  # fmt: skip
     assert removals.covers("kubernetes.aio.client") == "kubernetes.aio"
     assert removals.covers("kubernetes.watch") is None
+
+
+def test_a_copy_keeps_links_and_times_and_what_the_build_made_gets_one_time(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    (source / "usr" / "bin").mkdir(parents=True)
+    (source / "bin").symlink_to("usr/bin")
+    (source / "usr" / "bin" / "python3.11").write_text("interpreter")
+    os.utime(source / "usr" / "bin" / "python3.11", (1_000_000, 1_000_000))
+    (source / "usr" / "bin" / "python3").symlink_to("python3.11")
+    tree = Tree(tmp_path / "dest")
+    (tmp_path / "dest").mkdir()
+    # a tree rooted at ``source`` instead of / (Tree.at strips the root)
+    real = tree.copy(source / "bin" / "python3")
+    assert real == source / "usr" / "bin" / "python3.11"
+    copy = tree.at(source)
+    assert (copy / "bin").readlink() == Path("usr/bin")
+    assert (copy / "usr" / "bin" / "python3").readlink() == Path("python3.11")
+    assert (copy / "usr" / "bin" / "python3.11").read_text() == "interpreter"
+    tree.write(source / "etc" / "passwd", "root:x:0:0::/:/sbin/nologin\n")
+
+    tree.settle(2_000_000)
+    assert (copy / "usr" / "bin" / "python3.11").stat().st_mtime == 1_000_000  # as copied
+    made = [copy / "etc" / "passwd", copy / "etc", copy / "usr", copy / "bin", tmp_path / "dest"]
+    assert {p.lstat().st_mtime for p in made} == {2_000_000}
