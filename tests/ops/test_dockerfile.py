@@ -108,7 +108,9 @@ def test_final_stage_labels_say_what_and_which_commit() -> None:
     args = dict(a.partition("=")[::2] for op, a in final if op == "ARG")
     assert args["VERSION"] == project["version"]  # a release bumps both
     assert args["REVISION"] == ""  # given by the build: scripts/build-image passes the commit
-    assert '--build-arg "REVISION=$revision"' in (ROOT / "scripts" / "build-image").read_text()
+    build_image = (ROOT / "scripts" / "build-image").read_text()
+    assert '--build-arg "REVISION=$revision"' in build_image
+    assert '--label "org.opencontainers.image.revision=$revision"' in build_image  # cached
     # the labels come last: a new commit reuses every layer
     assert [op for op, _ in final][-4:] == ["ARG", "ARG", "ARG", "LABEL"]
 
