@@ -60,7 +60,7 @@ _LEFT_OUT_WHY = {
         "xxlimited", "xxlimited_35", "_xxsubinterpreters",
     ),
     "Tk and what runs on it (no Tk in the image)": (
-        "tkinter", "idlelib", "turtle", "turtledemo",
+        "tkinter", "_tkinter", "idlelib", "turtle", "turtledemo",
     ),
     "tools for making environments and porting code, used at build time or never": (
         "ensurepip", "venv", "distutils", "_distutils_system_mod", "lib2to3",
@@ -69,7 +69,9 @@ _LEFT_OUT_WHY = {
     "interactive line editing (libreadline); site and pdb go without": ("readline",),
     "terminal UIs (libncursesw)": ("curses", "_curses", "_curses_panel"),
     "SQLite (libsqlite3)": ("sqlite3", "_sqlite3"),
-    "the ndbm backend (libdb); dbm falls back to its others": ("_dbm",),
+    "dbm's ndbm and gdbm backends (libdb, libgdbm); dbm falls back to dbm.dumb": (
+        "_dbm", "_gdbm",
+    ),
     "NIS lookups (libnsl, libtirpc, Kerberos)": ("nis",),
     "OSS audio": ("ossaudiodev",),
     "Unix password hashing (libcrypt), deprecated": ("crypt", "_crypt"),
@@ -86,6 +88,8 @@ VENV_LEFT_OUT = {
 DEAD_IMPORTS = {
     ("multiprocessing.util", "test"): "in _cleanup_tests(), which only CPython's tests call",
     ("cmd", "readline"): "in Cmd.complete(), which only readline calls",
+    ("dbm.ndbm", "_dbm"): "a backend of dbm, which imports it under except ImportError",
+    ("dbm.gnu", "_gdbm"): "a backend of dbm, which imports it under except ImportError",
 }
 """(importing module, removed module) -> why that import, unguarded, never runs."""
 
@@ -353,36 +357,38 @@ class Tree:
 
 
 def stdlib_files(stdlib: Path, removals: Removals) -> list[Path]:
-    """The standard library's files, less the modules :data:`STDLIB_LEFT_OUT` names (added
-    to ``removals``), the base's own site-packages, its build configuration and bytecode
-    of other optimization levels."""
+    """The standard library's files, less the modules :data:`STDLIB_LEFT_OUT` names and
+    test packages inside others (``ctypes.test``: Debian and the python images leave them
+    out too), added to ``removals``; less the base's own site-packages, its build
+    configuration and bytecode of other optimization levels."""
     kept: list[Path] = []
     tag = f".{sys.implementation.cache_tag}.pyc"
 
-    def left_out(path: Path) -> bool:  # a module, package, extension or their bytecode
-        if path.parent == stdlib and (
-            path.name in ("site-packages", "dist-packages") or path.name.startswith("config-")
-        ):
-            return True
-        name = path.name.split(".")[0]
-        if name not in STDLIB_LEFT_OUT:
-            return False
-        if path.parent.name != "__pycache__":
-            removals.modules.add(name)
+    def leave_out(path: Path) -> None:
+        if path.parent.name == "lib-dynload":  # an extension module: its name ends at a dot
+            removals.modules.add(path.name.split(".")[0])
+        elif path.parent.name != "__pycache__":
+            removals.modules.add(module_name(stdlib, path)[0])
         removals.bytes += _size(path)
-        return True
 
     def walk(path: Path) -> None:
         top = path.parent in (stdlib, stdlib / "__pycache__", stdlib / "lib-dynload")
-        if top and left_out(path):
+        if path.parent == stdlib and (
+            path.name in ("site-packages", "dist-packages") or path.name.startswith("config-")
+        ):
             return
+        if top and path.name.split(".")[0] in STDLIB_LEFT_OUT:
+            return leave_out(path)
+        if path.is_dir() and path.name in ("test", "tests", "idle_test"):
+            return leave_out(path)
         if path.parent.name == "__pycache__" and not path.name.endswith(tag):
-            return
+            return None
         if path.is_dir() and not path.is_symlink():
             for child in sorted(path.iterdir()):
                 walk(child)
         else:
             kept.append(path)
+        return None
 
     for entry in sorted(stdlib.iterdir()):
         walk(entry)

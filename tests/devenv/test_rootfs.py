@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from devenv.rootfs import Removals, Tree, imports, prune_site_packages, unproven
+from devenv.rootfs import Removals, Tree, imports, prune_site_packages, stdlib_files, unproven
 
 SOURCE = """
 import os, readline
@@ -93,6 +93,28 @@ def test_prune_removes_the_asyncio_client_tests_and_stubs_only(tmp_path: Path) -
     }  # fmt: skip
     assert removals.covers("kubernetes.aio.client") == "kubernetes.aio"
     assert removals.covers("kubernetes.watch") is None
+
+
+def test_the_standard_library_less_what_is_left_out(tmp_path: Path) -> None:
+    stdlib = tmp_path / "python3.11"
+    files = [
+        "os.py", "__pycache__/os.cpython-311.pyc", "__pycache__/os.cpython-311.opt-1.pyc",
+        "turtle.py", "__pycache__/turtle.cpython-311.pyc",
+        "tkinter/__init__.py", "ctypes/__init__.py", "ctypes/test/__init__.py",
+        "lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so",
+        "lib-dynload/_sqlite3.cpython-311-x86_64-linux-gnu.so",
+        "site-packages/pip/__init__.py", "config-3.11-x86_64-linux-gnu/Makefile",
+    ]  # fmt: skip
+    for name in files:
+        (stdlib / name).parent.mkdir(parents=True, exist_ok=True)
+        (stdlib / name).write_text("x = 1\n")
+    removals = Removals()
+    kept = sorted(str(p.relative_to(stdlib)) for p in stdlib_files(stdlib, removals))
+    assert kept == [
+        "__pycache__/os.cpython-311.pyc", "ctypes/__init__.py",
+        "lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", "os.py",
+    ]  # fmt: skip
+    assert removals.modules == {"turtle", "tkinter", "ctypes.test", "_sqlite3"}
 
 
 def test_a_copy_keeps_links_and_times_and_what_the_build_made_gets_one_time(
