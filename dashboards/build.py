@@ -487,6 +487,21 @@ ROWS: tuple[Row, ...] = (
                 unit="s",
                 description="From a push event received to the reconcile request it led to.",
             ),
+            Panel(
+                "Events to Flux's alerts",
+                "timeseries",
+                (
+                    Query(
+                        f"sum by (result) (rate(flux_oci_flux_events_total{{{JOB}}}[{RATE}]))",
+                        "{{result}}",
+                    ),
+                ),
+                unit="ops",
+                stacked=True,
+                description="Our Events posted to notification-controller (--events-addr): "
+                "sent, duplicate (its 5-minute filter), failed after retries, dropped (queue "
+                "full).",
+            ),
         ),
     ),
 )

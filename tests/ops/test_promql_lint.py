@@ -111,9 +111,10 @@ def exposed(
         )  # fmt: skip
         env = {"FLUX_OCI_TRIGGER_DISTRIBUTION_SECRET_FILE": str(secret)}
         events = f"127.0.0.1:{free_port()}"
+        flux = f"http://127.0.0.1:{free_port()}/"  # nothing listens: counted, as failed
         with exporter_process(
             control_plane.kubeconfig, work / "exporter.log", "--namespace", ns,
-            "--events-listen", events, min_interval="1s", env=env,
+            "--events-listen", events, "--events-addr", flux, min_interval="1s", env=env,
         ) as proc:  # fmt: skip
             _wait(lambda: "flux_oci_reconcile_requests_total" in _names(proc.url), "a request")
             _set_applied(api, ns, "web", f"v1.1.0@{new.digest}")
