@@ -27,7 +27,6 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -133,7 +132,7 @@ class AzureIssuer:
                 f"Entra ID refused a token for client {client} in tenant {tenant} "
                 f"({_oauth_error(reply, secret)})"
             )
-        token = _json(reply, "Entra ID").get("access_token")
+        token = reply.json("Entra ID").get("access_token")
         if not isinstance(token, str) or not token:
             raise CloudAuthError("Entra ID: no access token in the answer")
         return token
@@ -157,7 +156,7 @@ class AzureIssuer:
             ) from None
         if reply.status != 200:
             raise CloudAuthError(f"{what}: no managed identity token (HTTP {reply.status})")
-        token = _json(reply, what).get("access_token")
+        token = reply.json(what).get("access_token")
         if not isinstance(token, str) or not token:
             raise CloudAuthError(f"{what}: no access token in the answer")
         return token
@@ -177,7 +176,7 @@ class AzureIssuer:
                 f"ACR {registry.registry} refused to exchange the Entra ID token "
                 f"({_oauth_error(reply, access_token)})"
             )
-        refresh = _json(reply, "ACR").get("refresh_token")
+        refresh = reply.json("ACR").get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise CloudAuthError(f"ACR {registry.registry}: no refresh token in the answer")
         return Issued(USERNAME, refresh, jwt_expiry(refresh, f"ACR {registry.registry}"))
@@ -196,30 +195,11 @@ def jwt_expiry(token: str, what: str) -> float:
     return float(exp)
 
 
-def _json(reply: Reply, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(reply.body)
-    except ValueError:
-        raise CloudAuthError(f"{what}: the answer is not JSON") from None
-    if not isinstance(doc, dict):
-        raise CloudAuthError(f"{what}: the answer is not a JSON object")
-    return doc
-
-
 def _oauth_error(reply: Reply, *secrets: str) -> str:
-    try:
-        doc = json.loads(reply.body)
-    except ValueError:
-        doc = {}
-    error = description = ""
-    if isinstance(doc, dict):
-        error = str(doc.get("error") or "")
-        description = str(doc.get("error_description") or "")
-        errors = doc.get("errors")  # ACR: {"errors": [{"code", "message"}]}
-        if not error and isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            error, description = str(errors[0].get("code", "")), str(errors[0].get("message", ""))
-    text = " ".join(f"HTTP {reply.status} {error}: {description}".split())[:300]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    doc = reply.json_or_empty()
+    error = str(doc.get("error") or "")
+    description = str(doc.get("error_description") or "")
+    errors = doc.get("errors")  # ACR: {"errors": [{"code", "message"}]}
+    if not error and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        error, description = str(errors[0].get("code", "")), str(errors[0].get("message", ""))
+    return reply.error_text(error, description, *secrets)

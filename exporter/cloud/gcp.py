@@ -95,7 +95,7 @@ class GcpIssuer:
                 f"GCE metadata server: no token for the default service account "
                 f"(HTTP {reply.status}; is GKE workload identity set up for this pod?)"
             )
-        doc = _json(reply, "GCE metadata server")
+        doc = reply.json("GCE metadata server")
         return self._issued(doc.get("access_token"), doc.get("expires_in"), "GCE metadata server")
 
     def _metadata(self, path: str, params: Mapping[str, str] | None = None) -> Reply:
@@ -191,7 +191,7 @@ class GcpIssuer:
                 f"Google STS refused the token exchange for audience {audience} "
                 f"({_oauth_error(reply, subject)})"
             )
-        doc = _json(reply, "Google STS")
+        doc = reply.json("Google STS")
         federated = self._issued(doc.get("access_token"), doc.get("expires_in"), "Google STS")
         if email is None:
             return federated
@@ -205,7 +205,7 @@ class GcpIssuer:
                 f"Google IAM refused to impersonate {email} "
                 f"({_oauth_error(reply, subject, federated.password)})"
             )
-        doc = _json(reply, "Google IAM credentials")
+        doc = reply.json("Google IAM credentials")
         token, expiry = doc.get("accessToken"), doc.get("expireTime")
         if not isinstance(token, str) or not token or not isinstance(expiry, str):
             raise CloudAuthError("Google IAM credentials: no access token in the answer")
@@ -223,31 +223,12 @@ class GcpIssuer:
         return Issued(USERNAME, token, self._clock() + float(expires_in))
 
 
-def _json(reply: Reply, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(reply.body)
-    except ValueError:
-        raise CloudAuthError(f"{what}: the answer is not JSON") from None
-    if not isinstance(doc, dict):
-        raise CloudAuthError(f"{what}: the answer is not a JSON object")
-    return doc
-
-
 def _oauth_error(reply: Reply, *secrets: str) -> str:
     """``HTTP <status> <error>: <description>`` of an OAuth2 or Google API error answer."""
-    try:
-        doc = json.loads(reply.body)
-    except ValueError:
-        doc = {}
-    error, description = "", ""
-    if isinstance(doc, dict):
-        raw = doc.get("error")
-        if isinstance(raw, dict):  # Google API errors: {"error": {"status", "message"}}
-            error, description = str(raw.get("status", "")), str(raw.get("message", ""))
-        else:
-            error, description = str(raw or ""), str(doc.get("error_description") or "")
-    text = " ".join(f"HTTP {reply.status} {error}: {description}".split())[:300]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    doc = reply.json_or_empty()
+    raw = doc.get("error")
+    if isinstance(raw, dict):  # Google API errors: {"error": {"status", "message"}}
+        error, description = str(raw.get("status", "")), str(raw.get("message", ""))
+    else:
+        error, description = str(raw or ""), str(doc.get("error_description") or "")
+    return reply.error_text(error, description, *secrets)

@@ -10,9 +10,11 @@ bodies), and trusts the CA bundle the standard variables name: ``REQUESTS_CA_BUN
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -29,6 +31,32 @@ class Reply:
     status: int
     headers: httpx.Headers
     body: bytes
+
+    def json(self, what: str) -> dict[str, Any]:
+        """The body as a JSON object; ``CloudAuthError`` naming ``what`` otherwise."""
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            raise CloudAuthError(f"{what}: the answer is not JSON") from None
+        if not isinstance(doc, dict):
+            raise CloudAuthError(f"{what}: the answer is not a JSON object")
+        return doc
+
+    def json_or_empty(self) -> dict[str, Any]:
+        """The body as a JSON object, or ``{}`` (an error answer need not be JSON)."""
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def error_text(self, error: str, description: str, *secrets: str) -> str:
+        """``HTTP <status> <error>: <description>``, short, with ``secrets`` redacted."""
+        text = " ".join(f"HTTP {self.status} {error}: {description}".split())[:300]
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
 
 
 def ca_bundle(env: Mapping[str, str]) -> str | None:
