@@ -27,16 +27,14 @@ import ipaddress
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from exporter.cloud.broker import Issued, ObjectIdentity
 from exporter.cloud.errors import CloudAuthError, CloudUnavailable
-from exporter.cloud.http import CloudHTTP, Reply
+from exporter.cloud.http import Issuer, Reply
 from exporter.cloud.sigv4 import AwsKeys, sign
 from exporter.flux.cloud import (
     AWS_AUDIENCE,
@@ -57,20 +55,7 @@ ECS_HOST = "http://169.254.170.2"
 _CONTAINER_HOSTS = {"169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost"}
 
 
-class AwsIssuer:
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        http: CloudHTTP,
-        *,
-        clock: Callable[[], float] = time.time,
-        read_file: Callable[[str], str] | None = None,
-    ) -> None:
-        self._env = env
-        self._http = http
-        self._clock = clock
-        self._read = read_file or _read_text
-
+class AwsIssuer(Issuer):
     # -- the two identities -----------------------------------------------------------------
 
     def controller(self, registry: CloudRegistry) -> Issued:
@@ -334,7 +319,3 @@ def _container_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _read_text(path: str) -> str:
-    return Path(path).read_text()

@@ -24,15 +24,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
 import httpx
 
 from exporter.cloud.broker import Issued, ObjectIdentity
 from exporter.cloud.errors import CloudAuthError, CloudUnavailable
-from exporter.cloud.http import CloudHTTP, Reply
+from exporter.cloud.http import Issuer, Reply
 from exporter.flux.cloud import (
     AZURE_AUDIENCE,
     AzureEnvironment,
@@ -48,20 +46,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACR_API_VERSION = "2021-07-01"
 
 
-class AzureIssuer:
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        http: CloudHTTP,
-        *,
-        clock: Callable[[], float] = time.time,
-        read_file: Callable[[str], str] | None = None,
-    ) -> None:
-        self._env = env
-        self._http = http
-        self._clock = clock
-        self._read = read_file or (lambda path: Path(path).read_text())
-
+class AzureIssuer(Issuer):
     def environment(self) -> AzureEnvironment | None:
         """The cloud an ``AZURE_ENVIRONMENT_FILEPATH`` file describes, if one is named."""
         path = self._env.get("AZURE_ENVIRONMENT_FILEPATH")

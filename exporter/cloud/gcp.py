@@ -20,15 +20,13 @@ that service account's token (``generateAccessToken``, one hour), as the Go oaut
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from exporter.cloud.broker import Issued, ObjectIdentity
 from exporter.cloud.errors import CloudAuthError, CloudUnavailable
-from exporter.cloud.http import CloudHTTP, Reply
+from exporter.cloud.http import Issuer, Reply
 from exporter.flux.cloud import (
     CloudMismatch,
     CloudRegistry,
@@ -51,20 +49,8 @@ JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 METADATA = {"Metadata-Flavor": "Google"}
 
 
-class GcpIssuer:
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        http: CloudHTTP,
-        *,
-        clock: Callable[[], float] = time.time,
-        read_file: Callable[[str], str] | None = None,
-    ) -> None:
-        self._env = env
-        self._http = http
-        self._clock = clock
-        self._read = read_file or (lambda path: Path(path).read_text())
-        self._gke: tuple[str, str] | None = None  # (token audience, STS audience), once read
+class GcpIssuer(Issuer):
+    _gke: tuple[str, str] | None = None  # (token audience, STS audience), once read
 
     def controller(self, registry: CloudRegistry) -> Issued:
         config = self._env.get("GOOGLE_APPLICATION_CREDENTIALS")

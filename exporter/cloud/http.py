@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,6 +59,29 @@ class Reply:
             if secret:
                 text = text.replace(secret, "[redacted]")
         return text
+
+
+class Issuer:
+    """What each provider's issuer is given: the environment it reads (the SDKs'
+    variables), the one HTTP client of the exchanges, a clock and a file reader (token
+    files, configurations)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        http: CloudHTTP,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_file: Callable[[str], str] | None = None,
+    ) -> None:
+        self._env = env
+        self._http = http
+        self._clock = clock
+        self._read = read_file or _read_text
+
+
+def _read_text(path: str) -> str:
+    return Path(path).read_text()
 
 
 def ca_bundle(env: Mapping[str, str]) -> str | None:

@@ -20,6 +20,7 @@ from exporter.flux.targets import (
     WatchRule,
 )
 from exporter.model import ErrorReason, RepositoryRef, State, TagRule
+from tests.app.test_sweep import Passes
 
 HOST = "registry.example"
 APP = RepositoryRef(HOST, "team/app")
@@ -48,17 +49,6 @@ def problem(name: str) -> SourceProblem:
         reason=ErrorReason.CONFIG,
         problems=("min-age: 'soon' is not a duration",),
     )
-
-
-class Passes:
-    def __init__(self) -> None:
-        self.ended: list[float] = []
-
-    def done(self, now: float) -> None:
-        self.ended.append(now)
-
-    def count(self) -> int:
-        return len(self.ended)
 
 
 def book(passes: Passes | None = None) -> Book:
